@@ -1,0 +1,117 @@
+"""The Diagonal BiLSTM layer (paper §3.2).
+
+The Row LSTM sees a triangle above each pixel and misses the rest of the context. The Diagonal
+BiLSTM scans the image along **diagonals** in two directions so that every pixel sees the whole
+past. The trick that makes a diagonal scan fast is the **skew**: row r is shifted right by r, so
+the diagonals of the image become the columns of an H x (2W - 1) map. A diagonal LSTM then walks
+that map column by column, left to right:
+
+* **input-to-state**: a masked 1x1 convolution (mask B, colour groups), whole map in one call;
+* **state-to-state**: a 2 x 1 convolution over the previous column: in the original image the
+  state at (i, j) sees the states at (i, j - 1) (left) and (i - 1, j) (above);
+* 2W - 1 sequential steps, each batched over the whole column; states outside the image are 0.
+
+The **right-to-left** direction is the same layer run on the mirrored image. On its own it would
+let (i, j) see (i, j + 1), a pixel of the future, so its output map is **shifted down by one
+row** before it is added to the left map: (i, j) then receives the right map of (i - 1, j), which
+has seen only earlier rows. Left map (upper-left quadrant and the current row's left part) plus
+shifted right map (everything in earlier rows to the right) = the full context.
+
+One boundary needs care. The 7x7 mask-A stem at (i, j) covers only columns j - 3 .. j + 3 of
+the row above, and no position of row i - 1 may see its own blue value. So the blue value of the
+last pixel of row i - 1 (for grey images: that whole pixel) would enter the network only at
+(i, W - 4), too late for (i, 0 .. W - 5). Because the right map is shifted down, its input may see
+*all* of row r: an unmasked 1x1 convolution of the image is added to the right direction's
+input-to-state, which gives every output the full context, sub-pixel by sub-pixel (the tests
+check it). A residual connection (masked 1x1 projection h -> 2h, added to the input) follows as in
+the Row LSTM.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .masks import MaskedConv2d
+from .row_lstm import lstm_update
+
+__all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM"]
+
+
+def _shift_index(rows: int, width: int, sign: int, device: torch.device) -> torch.Tensor:
+    r = torch.arange(rows, device=device)[:, None]
+    t = torch.arange(width, device=device)[None, :]
+    return t + sign * r
+
+
+def skew(x: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W) -> (B, C, H, 2W - 1)``: row r shifted right by r, zeros elsewhere."""
+    B, C, H, W = x.shape
+    idx = _shift_index(H, 2 * W - 1, -1, x.device)  # source column t - r
+    valid = (idx >= 0) & (idx < W)
+    padded = F.pad(x, (0, 1))  # column W is a zero column
+    idx = torch.where(valid, idx, torch.full_like(idx, W))
+    return padded.gather(3, idx.expand(B, C, H, 2 * W - 1))
+
+
+def unskew(y: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """Inverse of :func:`skew`: ``(B, C, H, 2W - 1) -> (B, C, H, W)``."""
+    B, C, H, S = y.shape
+    W = (S + 1) // 2 if width is None else width
+    idx = _shift_index(H, W, +1, y.device)  # source column j + r
+    return y.gather(3, idx.expand(B, C, H, W))
+
+
+class DiagonalLSTM(nn.Module):
+    """One direction (left to right) of the Diagonal BiLSTM: ``(B, 2h, H, W) -> (B, h, H, W)``."""
+
+    def __init__(self, channels: int, hidden: int, colour_groups: int = 3) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.input_to_state = MaskedConv2d(channels, 4 * hidden, 1, "B", colour_groups, out_blocks=4)
+        self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel_size=2)
+
+    def column_step(
+        self, is_col: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One column of the skewed map; ``h_prev`` is ``(B, h, H)``, row r sees rows r-1 and r."""
+        s2s = self.state_to_state(F.pad(h_prev, (1, 0)))
+        return lstm_update(is_col + s2s, c_prev)
+
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, h, H, W)``; ``extra`` ``(B, 4h, H, W)`` is added to input-to-state."""
+        B, _, H, W = x.shape
+        x_is = self.input_to_state(x)
+        x_is = skew(x_is if extra is None else x_is + extra)  # (B, 4h, H, 2W-1)
+        inside = skew(x.new_ones(1, 1, H, W))[0, 0]  # (H, 2W-1): 1 on the image, 0 outside
+        h = x.new_zeros(B, self.hidden, H)
+        c = torch.zeros_like(h)
+        cols = []
+        for t in range(2 * W - 1):
+            h, c = self.column_step(x_is[..., t], h, c)
+            h, c = h * inside[:, t], c * inside[:, t]  # states outside the image stay zero
+            cols.append(h)
+        return unskew(torch.stack(cols, dim=3), W)
+
+
+class DiagonalBiLSTM(nn.Module):
+    """Diagonal BiLSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
+
+    def __init__(self, channels: int, hidden: int, colour_groups: int = 3) -> None:
+        super().__init__()
+        self.left = DiagonalLSTM(channels, hidden, colour_groups)
+        self.right = DiagonalLSTM(channels, hidden, colour_groups)
+        # the image itself, unmasked, for the right map (see the module docstring)
+        self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1)
+        self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
+
+    def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The right-to-left direction, already shifted down by one row."""
+        extra = self.right_image(image).flip(3)
+        right = self.right(x.flip(3), extra).flip(3)
+        return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""
+        return x + self.output(self.left(x) + self.right_map(x, image))

@@ -1,0 +1,66 @@
+"""Negative log-likelihood and bits per dimension.
+
+A model's logits ``(B, 256, C, H, W)`` define a 256-way categorical distribution for every
+sub-pixel. The loss is the mean negative log-likelihood in **nats** over all B * C * H * W
+sub-pixels; **bits/dim** is that mean divided by ln 2. A uniform model assigns 1/256 to every value,
+so its NLL is ln 256 nats = exactly 8 bits per sub-pixel. An image of D = C * H * W sub-pixels costs
+``bits_per_dim * D * ln 2`` nats in all.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "nll_per_subpixel",
+    "nll",
+    "bits_per_dim",
+    "nats_to_bits_per_dim",
+    "bits_per_dim_to_nats_per_image",
+    "nats_per_image_to_bits_per_dim",
+]
+
+LN2 = math.log(2.0)
+
+
+def _check(logits: torch.Tensor, x: torch.Tensor) -> None:
+    if logits.dim() != 5 or logits.shape[1] != 256 or logits.shape[0:1] + logits.shape[2:] != x.shape:
+        raise ValueError(
+            f"logits must be (B, 256, C, H, W) matching images (B, C, H, W); "
+            f"got logits {tuple(logits.shape)} and images {tuple(x.shape)}"
+        )
+
+
+def nll_per_subpixel(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """NLL in nats of every sub-pixel, shape ``(B, C, H, W)`` (computed in float32)."""
+    _check(logits, x)
+    return F.cross_entropy(logits.float(), x, reduction="none")
+
+
+def nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Mean NLL in nats per sub-pixel: the training loss."""
+    _check(logits, x)
+    return F.cross_entropy(logits.float(), x)
+
+
+def nats_to_bits_per_dim(nats_per_subpixel: float | torch.Tensor) -> float | torch.Tensor:
+    """Mean NLL in nats per sub-pixel -> bits/dim (divide by ln 2)."""
+    return nats_per_subpixel / LN2
+
+
+def bits_per_dim(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """bits/dim of a batch: mean NLL in nats / ln 2. Uniform logits give exactly 8.0."""
+    return nats_to_bits_per_dim(nll(logits, x))
+
+
+def bits_per_dim_to_nats_per_image(bpd: float, dims: int) -> float:
+    """Total NLL of one image of ``dims`` = C * H * W sub-pixels, in nats."""
+    return bpd * dims * LN2
+
+
+def nats_per_image_to_bits_per_dim(nats: float, dims: int) -> float:
+    """Inverse of :func:`bits_per_dim_to_nats_per_image`."""
+    return nats / (dims * LN2)

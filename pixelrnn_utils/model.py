@@ -1,0 +1,112 @@
+"""The full PixelRNN model and the one entry point that builds every architecture.
+
+Every model has the same three parts (paper §3.4, Table 1):
+
+1. **stem**: a 7x7 masked convolution, mask A, from the C image channels to 2h features;
+2. **body**: ``layers`` residual layers, all 2h -> 2h: Row LSTM, Diagonal BiLSTM or PixelCNN block.
+   Every layer is called as ``layer(features, image)``; only the Diagonal BiLSTM uses the image;
+3. **head**: ReLU -> masked 1x1 (2h -> 2h) -> ReLU -> masked 1x1 (2h -> 256 C), mask B.
+
+The image (long, 0..255) is scaled to [-1, 1] on the way in; the 256 C logits come out as
+``(B, 256, C, H, W)`` so that ``F.cross_entropy(logits, x)`` is the per-sub-pixel NLL in nats.
+With ``skip=True`` the head reads the sum of every layer's output (the paper's skip connections).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .diagonal_bilstm import DiagonalBiLSTM
+from .masks import MaskedConv2d
+from .pixelcnn import PixelCNNBlock
+from .row_lstm import RowLSTM
+
+__all__ = ["ARCHITECTURES", "PixelRNN", "build_model", "preprocess"]
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "row_lstm": RowLSTM,
+    "diagonal_bilstm": DiagonalBiLSTM,
+    "pixelcnn": PixelCNNBlock,
+}
+
+
+def preprocess(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Map 0..255 images (long, or float for gradient probes) to [-1, 1] in ``dtype``."""
+    return x.to(dtype) / 127.5 - 1.0
+
+
+class PixelRNN(nn.Module):
+    """Stem (mask A) -> residual layers -> head; images ``(B, C, H, W)`` -> logits ``(B, 256, C, H, W)``."""
+
+    def __init__(
+        self,
+        arch: str,
+        in_channels: int = 3,
+        hidden: int = 64,
+        layers: int = 4,
+        skip: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
+        if hidden < 3:
+            raise ValueError(f"hidden must be at least 3 (one feature per colour group), got {hidden}")
+        self.config: dict[str, Any] = dict(
+            arch=arch, in_channels=in_channels, hidden=hidden, layers=layers, skip=skip, **options
+        )
+        self.in_channels = in_channels
+        self.skip = skip
+        groups = in_channels  # one colour group per image channel: R, G, B (or L)
+        features = 2 * hidden
+        self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)
+        layer = ARCHITECTURES[arch]
+        self.layers = nn.ModuleList(layer(features, hidden, groups, **options) for _ in range(layers))
+        self.head = nn.Sequential(
+            nn.ReLU(),
+            MaskedConv2d(features, features, 1, "B", groups),
+            nn.ReLU(),
+            MaskedConv2d(features, 256 * in_channels, 1, "B", groups),
+        )
+
+    def check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected images of shape (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+                + (
+                    "; this model is for grey images (channels=1)"
+                    if self.in_channels == 1
+                    else "; this model is for RGB images (channels=3)"
+                )
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        image = preprocess(x, self.stem.weight.dtype)
+        h = self.stem(image)
+        total = h
+        for layer in self.layers:
+            h = layer(h, image)
+            total = total + h if self.skip else h
+        return self.to_logits(self.head(total))
+
+    def to_logits(self, out: torch.Tensor) -> torch.Tensor:
+        """``(B, 256 C, H, W)`` -> ``(B, 256, C, H, W)``: channel block c holds colour c's logits."""
+        B, _, H, W = out.shape
+        return out.view(B, self.in_channels, 256, H, W).transpose(1, 2)
+
+
+def build_model(
+    arch: str, in_channels: int = 3, hidden: int = 64, layers: int = 4, **options: Any
+) -> PixelRNN:
+    """Build any course model. ``build_model("row_lstm", 3, hidden=64, layers=4)`` is the seed.
+
+    ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
+    ``skip=True`` (skip connections to the head) and layer options such as ``kernel_size``.
+    """
+    return PixelRNN(arch, in_channels, hidden, layers, **options)

@@ -1,0 +1,38 @@
+"""Run-wide settings shared by the notebooks, the CLI and the tests.
+
+* ``PIXELRNN_SMOKE=1`` shrinks every notebook and CLI default to a CPU-seconds run (CI sets it).
+* ``PIXELRNN_DATA=/path/to/imagefolder`` replaces the default dataset (CIFAR-10, downloaded).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+__all__ = ["smoke", "data_source", "default_device", "seed_everything"]
+
+
+def smoke() -> bool:
+    """True when ``PIXELRNN_SMOKE`` asks for a tiny, CPU-seconds run."""
+    return os.environ.get("PIXELRNN_SMOKE", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def data_source(default: str = "cifar10") -> str:
+    """The dataset to use: ``PIXELRNN_DATA`` when set, else ``default``."""
+    return os.environ.get("PIXELRNN_DATA") or default
+
+
+def default_device() -> torch.device:
+    """CUDA when available, else CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); returns a CPU generator with that seed."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
