@@ -61,7 +61,9 @@ def dependency_map(
         x = _random_images(shape, 1, gen).repeat(n, 1, 1, 1).requires_grad_(True)
         logits = probe(x)  # (n, 256, C, H, W)
         if logits.shape != (n, 256, C, H, W):
-            raise ValueError(f"model returned logits {tuple(logits.shape)}, expected (B, 256, {C}, {H}, {W})")
+            raise ValueError(
+                f"model returned logits {tuple(logits.shape)}, expected (B, 256, {C}, {H}, {W})"
+            )
         picked = logits[idx, :, c_idx, i_idx, j_idx]  # (n, 256): output k of batch element k
         weights = torch.randn(n, 256, generator=gen, dtype=picked.dtype)
         (grad,) = torch.autograd.grad((picked * weights).sum(), x)
@@ -121,7 +123,9 @@ def missing_dependencies(dep: torch.Tensor) -> list[tuple[tuple, tuple]]:
     return _pairs(missing, (C, H, W))
 
 
-def assert_causal(model: nn.Module, shape: tuple[int, int, int], dep: torch.Tensor | None = None) -> None:
+def assert_causal(
+    model: nn.Module, shape: tuple[int, int, int], dep: torch.Tensor | None = None
+) -> None:
     """Raise ``AssertionError`` naming the first output that sees itself or the future.
 
     Example message: ``output (2,3,G) sees input (2,4,R)``.

@@ -3,13 +3,15 @@
 The Row LSTM sees a triangle above each pixel and misses the rest of the context. The Diagonal
 BiLSTM scans the image along **diagonals** in two directions so that every pixel sees the whole
 past. The trick that makes a diagonal scan fast is the **skew**: row r is shifted right by r, so
-the diagonals of the image become the columns of an H x (2W - 1) map. A diagonal LSTM then walks
+the diagonals of the image become the columns of an H x (W + H - 1) map (H x (2W - 1) when
+square). A diagonal LSTM then walks
 that map column by column, left to right:
 
 * **input-to-state**: a masked 1x1 convolution (mask B, colour groups), whole map in one call;
 * **state-to-state**: a 2 x 1 convolution over the previous column: in the original image the
   state at (i, j) sees the states at (i, j - 1) (left) and (i - 1, j) (above);
-* 2W - 1 sequential steps, each batched over the whole column; states outside the image are 0.
+* W + H - 1 sequential steps (2W - 1 for a square image), each batched over the whole column;
+  states outside the image are 0.
 
 The **right-to-left** direction is the same layer run on the mirrored image. On its own it would
 let (i, j) see (i, j + 1), a pixel of the future, so its output map is **shifted down by one
@@ -46,19 +48,23 @@ def _shift_index(rows: int, width: int, sign: int, device: torch.device) -> torc
 
 
 def skew(x: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W) -> (B, C, H, 2W - 1)``: row r shifted right by r, zeros elsewhere."""
+    """``(B, C, H, W) -> (B, C, H, W + H - 1)``: row r shifted right by r, zeros elsewhere.
+
+    For a square image the skewed map is H x (2W - 1).
+    """
     B, C, H, W = x.shape
-    idx = _shift_index(H, 2 * W - 1, -1, x.device)  # source column t - r
+    S = W + H - 1
+    idx = _shift_index(H, S, -1, x.device)  # source column t - r
     valid = (idx >= 0) & (idx < W)
     padded = F.pad(x, (0, 1))  # column W is a zero column
     idx = torch.where(valid, idx, torch.full_like(idx, W))
-    return padded.gather(3, idx.expand(B, C, H, 2 * W - 1))
+    return padded.gather(3, idx.expand(B, C, H, S))
 
 
-def unskew(y: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """Inverse of :func:`skew`: ``(B, C, H, 2W - 1) -> (B, C, H, W)``."""
+def unskew(y: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`skew`: ``(B, C, H, W + H - 1) -> (B, C, H, W)``."""
     B, C, H, S = y.shape
-    W = (S + 1) // 2 if width is None else width
+    W = S - H + 1
     idx = _shift_index(H, W, +1, y.device)  # source column j + r
     return y.gather(3, idx.expand(B, C, H, W))
 
@@ -69,7 +75,9 @@ class DiagonalLSTM(nn.Module):
     def __init__(self, channels: int, hidden: int, colour_groups: int = 3) -> None:
         super().__init__()
         self.hidden = hidden
-        self.input_to_state = MaskedConv2d(channels, 4 * hidden, 1, "B", colour_groups, out_blocks=4)
+        self.input_to_state = MaskedConv2d(
+            channels, 4 * hidden, 1, "B", colour_groups, out_blocks=4
+        )
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel_size=2)
 
     def column_step(
@@ -83,16 +91,16 @@ class DiagonalLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)``; ``extra`` ``(B, 4h, H, W)`` is added to input-to-state."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        x_is = skew(x_is if extra is None else x_is + extra)  # (B, 4h, H, 2W-1)
-        inside = skew(x.new_ones(1, 1, H, W))[0, 0]  # (H, 2W-1): 1 on the image, 0 outside
+        x_is = skew(x_is if extra is None else x_is + extra)  # (B, 4h, H, W + H - 1)
+        inside = skew(x.new_ones(1, 1, H, W))[0, 0]  # 1 on the image, 0 outside
         h = x.new_zeros(B, self.hidden, H)
         c = torch.zeros_like(h)
         cols = []
-        for t in range(2 * W - 1):
+        for t in range(W + H - 1):
             h, c = self.column_step(x_is[..., t], h, c)
             h, c = h * inside[:, t], c * inside[:, t]  # states outside the image stay zero
             cols.append(h)
-        return unskew(torch.stack(cols, dim=3), W)
+        return unskew(torch.stack(cols, dim=3))
 
 
 class DiagonalBiLSTM(nn.Module):

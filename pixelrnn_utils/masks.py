@@ -11,8 +11,8 @@ that the output at pixel (i, j) only sees pixels that come *before* (i, j) in ra
 
 Colour-group convention, used everywhere in this package: the ``n`` channels of a feature map are
 cut into ``colour_groups`` contiguous blocks, channel ``k`` belonging to group ``k * groups // n``.
-When ``n`` is not divisible by 3 the later groups get the extra channels (64 channels -> 21 R,
-21 G, 22 B). For the image itself (3 channels) channel c is group c; for the logits (256 * C
+When ``n`` is not divisible by 3 the earlier groups get the extra channels (64 channels -> 22 R,
+21 G, 21 B). For the image itself (3 channels) channel c is group c; for the logits (256 * C
 channels) the first 256 are R, the next 256 G, the last 256 B. Grey images use one group.
 
 ``out_blocks`` handles layers whose output is several stacked maps (an LSTM's gates o, f, i, g):
@@ -95,9 +95,7 @@ class MaskedConv2d(nn.Conv2d):
         ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
         if ks[0] % 2 == 0 or ks[1] % 2 == 0:
             raise ValueError(f"masked convolutions need odd kernel sizes, got {ks}")
-        super().__init__(
-            in_channels, out_channels, ks, padding=(ks[0] // 2, ks[1] // 2), bias=bias
-        )
+        super().__init__(in_channels, out_channels, ks, padding=(ks[0] // 2, ks[1] // 2), bias=bias)
         self.mask_type = mask_type
         self.colour_groups = colour_groups
         self.register_buffer(
@@ -112,4 +110,7 @@ class MaskedConv2d(nn.Conv2d):
         return F.conv2d(x, self.masked_weight(), self.bias, padding=self.padding)
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", mask_type={self.mask_type}, colour_groups={self.colour_groups}"
+        return (
+            super().extra_repr()
+            + f", mask_type={self.mask_type}, colour_groups={self.colour_groups}"
+        )

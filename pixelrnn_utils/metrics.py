@@ -27,7 +27,11 @@ LN2 = math.log(2.0)
 
 
 def _check(logits: torch.Tensor, x: torch.Tensor) -> None:
-    if logits.dim() != 5 or logits.shape[1] != 256 or logits.shape[0:1] + logits.shape[2:] != x.shape:
+    if (
+        logits.dim() != 5
+        or logits.shape[1] != 256
+        or logits.shape[0:1] + logits.shape[2:] != x.shape
+    ):
         raise ValueError(
             f"logits must be (B, 256, C, H, W) matching images (B, C, H, W); "
             f"got logits {tuple(logits.shape)} and images {tuple(x.shape)}"
@@ -41,9 +45,8 @@ def nll_per_subpixel(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Mean NLL in nats per sub-pixel: the training loss."""
-    _check(logits, x)
-    return F.cross_entropy(logits.float(), x)
+    """Mean NLL in nats per sub-pixel: the training loss (averaged in float64, returned as float32)."""
+    return nll_per_subpixel(logits, x).mean(dtype=torch.float64).float()
 
 
 def nats_to_bits_per_dim(nats_per_subpixel: float | torch.Tensor) -> float | torch.Tensor:

@@ -52,11 +52,15 @@ class PixelRNN(nn.Module):
     ) -> None:
         super().__init__()
         if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+            raise ValueError(
+                f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
+            )
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
         if hidden < 3:
-            raise ValueError(f"hidden must be at least 3 (one feature per colour group), got {hidden}")
+            raise ValueError(
+                f"hidden must be at least 3 (one feature per colour group), got {hidden}"
+            )
         self.config: dict[str, Any] = dict(
             arch=arch, in_channels=in_channels, hidden=hidden, layers=layers, skip=skip, **options
         )
@@ -66,7 +70,9 @@ class PixelRNN(nn.Module):
         features = 2 * hidden
         self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)
         layer = ARCHITECTURES[arch]
-        self.layers = nn.ModuleList(layer(features, hidden, groups, **options) for _ in range(layers))
+        self.layers = nn.ModuleList(
+            layer(features, hidden, groups, **options) for _ in range(layers)
+        )
         self.head = nn.Sequential(
             nn.ReLU(),
             MaskedConv2d(features, features, 1, "B", groups),

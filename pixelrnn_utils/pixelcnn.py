@@ -19,7 +19,9 @@ __all__ = ["PixelCNNBlock"]
 class PixelCNNBlock(nn.Module):
     """Residual block of masked convolutions: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
-    def __init__(self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3) -> None:
+    def __init__(
+        self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3
+    ) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReLU(),

@@ -42,7 +42,9 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor
 class RowLSTM(nn.Module):
     """Row LSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
-    def __init__(self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3) -> None:
+    def __init__(
+        self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3
+    ) -> None:
         super().__init__()
         self.hidden = hidden
         self.input_to_state = MaskedConv2d(

@@ -1,0 +1,160 @@
+"""Speed and memory of the three layer types at the seed size, measured in one run.
+
+For each architecture (Row LSTM, PixelCNN, Diagonal BiLSTM) at the seed configuration (32x32 RGB,
+hidden 64, 4 layers) this times forward + backward of a cross-entropy loss: one warm-up step, then
+``--steps`` timed steps (synchronised on CUDA). It also reports peak memory and the number of
+sequential steps per layer (H for the Row LSTM, 2W - 1 for the Diagonal BiLSTM, 1 for PixelCNN),
+and prints a markdown table with the hardware and ratios relative to PixelCNN.
+
+Memory: on CUDA, ``torch.cuda.max_memory_allocated`` (exact, per architecture). On CPU, the growth
+of the process's peak resident set size (``ru_maxrss``) during that architecture's run: a rough
+upper bound that only grows, so an architecture measured after a hungrier one may show ~0.
+
+    python benchmarks/layers.py [--device cpu|cuda] [--batch 16] [--steps N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from pixelrnn_utils.model import build_model
+
+ARCHS = ("row_lstm", "pixelcnn", "diagonal_bilstm")
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+
+
+def sequential_steps(arch: str, height: int, width: int) -> int:
+    return {"row_lstm": height, "diagonal_bilstm": 2 * width - 1, "pixelcnn": 1}[arch]
+
+
+def peak_rss_mib() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(arch: str, args: argparse.Namespace, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    C, H, W = 3, args.size, args.size
+    model = build_model(arch, C, hidden=args.hidden, layers=args.layers).to(device)
+    x = torch.randint(0, 256, (args.batch, C, H, W), device=device)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), x).backward()
+
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_before = peak_rss_mib()
+    step()  # warm-up
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        memory = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        memory = peak_rss_mib() - rss_before
+    return {
+        "arch": arch,
+        "images_per_s": args.batch * args.steps / seconds,
+        "ms_per_step": 1000 * seconds / args.steps,
+        "peak_memory_mib": memory,
+        "sequential_steps_per_layer": sequential_steps(arch, H, W),
+        "parameters": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def table(results: list[dict], info: dict) -> str:
+    base = next(r for r in results if r["arch"] == "pixelcnn")
+    memory_kind = (
+        "torch.cuda.max_memory_allocated"
+        if info["device"] == "cuda"
+        else "growth of peak RSS (ru_maxrss) during the run; rough, only grows"
+    )
+    lines = [
+        f"Hardware: {info['hardware']}; torch {info['torch']}; "
+        f"batch {info['batch']}, {info['size']}x{info['size']} RGB, hidden {info['hidden']}, "
+        f"{info['layers']} layers; forward+backward, {info['steps']} timed steps after 1 warm-up.",
+        f"Memory: {memory_kind}.",
+        "",
+        "| layer | images/s | ms/step | x PixelCNN time | peak memory (MiB) | sequential steps/layer | parameters |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['arch']} | {r['images_per_s']:.1f} | {r['ms_per_step']:.0f} | "
+            f"{r['ms_per_step'] / base['ms_per_step']:.1f} | {r['peak_memory_mib']:.0f} | "
+            f"{r['sequential_steps_per_layer']} | {r['parameters']:,} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--size", type=int, default=32, help="image height and width")
+    parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON instead of a markdown table"
+    )
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but CUDA is not available")
+    device = torch.device(args.device)
+    results = [measure(arch, args, device) for arch in ARCHS]
+    info = {
+        "device": device.type,
+        "hardware": hardware(device),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "size": args.size,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "steps": args.steps,
+    }
+    if args.json:
+        print(json.dumps({"info": info, "results": results}, indent=2))
+    else:
+        print(table(results, info))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""Safe, resumable checkpoints.
+
+A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts:
+
+* ``config``: the ``build_model`` arguments, so ``load_checkpoint`` can rebuild the model;
+* ``model``: the weights; ``optimizer``: the optimiser state (for ``--resume``);
+* ``epoch``: the last *completed* epoch; ``metrics``: one dict per completed epoch;
+* ``rng``: the torch (CPU and CUDA) and Python random states; ``train``: the training settings.
+
+It is written **atomically** (a temporary file in the same folder, then ``os.replace``), so a run
+killed at any moment leaves either the previous checkpoint or the new one, never half a file.
+It is read with ``torch.load(..., weights_only=True)``: a file that would run code when unpickled is
+refused before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import PixelRNN, build_model
+
+__all__ = [
+    "save_checkpoint",
+    "read_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+    "rng_state",
+    "set_rng_state",
+]
+
+FORMAT = "pixelrnn_utils.checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message says why and what to do."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state that training uses, in a form ``weights_only`` loading accepts."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": _python_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` saved."""
+    torch.set_rng_state(state["torch"])
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state() -> list:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    epoch: int = 0,
+    metrics: list[dict[str, Any]] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write a checkpoint atomically; returns its path. ``extra`` entries are stored as they are."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel / compile
+    model = getattr(model, "_orig_mod", model)
+    if not isinstance(model, PixelRNN):
+        raise TypeError("save_checkpoint expects a model made by build_model")
+    state = {
+        "format": FORMAT,
+        "config": dict(model.config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "epoch": int(epoch),
+        "metrics": list(metrics or []),
+        "rng": rng_state(),
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint's dictionary safely (``weights_only=True``) and check its format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}: check the path (runs write DIR/last.pt and DIR/best.pt)"
+        )
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"refused to load {path}: it contains Python objects that would run code when unpickled. "
+            "Nothing from it was executed. Only load checkpoints written by pixelrnn_utils from a source you trust."
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
+            "If a run was interrupted, use the previous checkpoint in the run folder or retrain."
+        ) from e
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a pixelrnn_utils checkpoint (expected format {FORMAT!r}); "
+            "train one with `pixelrnn train` or save it with save_checkpoint"
+        )
+    return state
+
+
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[PixelRNN, dict[str, Any]]:
+    """Rebuild the model a checkpoint was trained with; returns ``(model, info)``.
+
+    ``info`` is the rest of the checkpoint: ``config``, ``epoch``, ``metrics``, ``optimizer``, ...
+    The model is in eval mode on ``map_location``.
+    """
+    state = read_checkpoint(path, map_location)
+    config = dict(state["config"])
+    try:
+        model = build_model(**config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: its config {config} does not describe a model this package can build: {e}"
+        ) from e
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        first = str(e).splitlines()[0:3]
+        raise CheckpointError(
+            f"{path}: the weights do not fit the architecture in its config "
+            f"(arch={config.get('arch')}, hidden={config.get('hidden')}, layers={config.get('layers')}, "
+            f"in_channels={config.get('in_channels')}): they come from another architecture or size. "
+            f"{' '.join(first)}"
+        ) from e
+    model.to(map_location).eval()
+    info = {k: v for k, v in state.items() if k != "model"}
+    return model, info

@@ -1,0 +1,436 @@
+"""Datasets as 256-way categorical sub-pixels.
+
+PixelRNN treats an image as a sequence of sub-pixels, each an integer in ``0..255``. Everything here
+returns images as ``torch.long`` tensors ``(C, H, W)`` (batches ``(B, C, H, W)``) holding exactly
+those integers: no normalisation, no floats, no augmentation.
+
+Sources understood by :func:`load_dataset`:
+
+* ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` -- torchvision datasets, downloaded into ``root``
+  when missing;
+* a folder path -- an ImageFolder ``<folder>/<class>/<image>.png|jpg|...`` (class = sub-folder name,
+  searched recursively), or a flat folder of images (every image gets label 0).
+
+How a file becomes integers (see :func:`pil_to_array`):
+
+1. Decode with Pillow. Files Pillow cannot decode (corrupt, truncated, not an image) are skipped with a
+   :class:`CorruptImageWarning` naming the file; nothing else is lost.
+2. Convert to 8-bit RGB (``channels=3``) or 8-bit grey ``L`` (``channels=1``). Grey is replicated
+   into R = G = B; RGB becomes grey with Pillow's ``convert("L")`` (ITU-R 601-2 luma). Transparent
+   images (``LA``, ``RGBA``, ``PA``, ``P`` with transparency) are composited onto a **white**
+   background. 16-bit images (``I;16``, and ``I`` as Pillow decodes 16-bit PNGs) are scaled from
+   ``0..65535`` to ``0..255`` with rounding. Float ``F`` images are clipped to ``0..255`` (Pillow's own
+   conversion). ``1`` (bilevel) becomes 0 / 255; ``CMYK`` uses Pillow's conversion to RGB.
+3. Size: an image that is already ``image_size x image_size`` is kept untouched (a 32x32 PNG
+   round-trips to the identical integers). Any other size is resized so that its **shorter side** is
+   ``image_size`` (bicubic, Pillow) and then **centre-cropped** to a square. ``image_size=None`` keeps
+   the native size (then every image must have the same size).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "TORCHVISION_SOURCES",
+    "CorruptImageWarning",
+    "ImageDataset",
+    "project_root",
+    "load_dataset",
+    "pil_to_array",
+    "split_dataset",
+    "make_loader",
+    "requantize",
+]
+
+#: File extensions (lower case) that :func:`load_dataset` reads from an ImageFolder.
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
+
+#: Dataset names that :func:`load_dataset` fetches with torchvision.
+TORCHVISION_SOURCES = ("cifar10", "mnist", "fashion_mnist")
+
+# Show a progress bar only when decoding at least this many images, updated at most once a second.
+_PROGRESS_MIN_IMAGES = 1000
+_PROGRESS_INTERVAL_S = 1.0
+
+
+class CorruptImageWarning(UserWarning):
+    """An image file could not be decoded and was skipped."""
+
+
+def project_root() -> Path:
+    """The folder that holds the ``pixelrnn_utils`` package (the repository root when installed
+    editable, as the course does)."""
+    return Path(__file__).resolve().parent.parent
+
+
+# ---------------------------------------------------------------------------------------------
+# One image -> integers
+# ---------------------------------------------------------------------------------------------
+
+
+def _on_white(image: Image.Image) -> Image.Image:
+    """Composite an image with an alpha channel onto a white background; returns RGB."""
+    rgba = image.convert("RGBA")
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, rgba).convert("RGB")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit ``L`` or ``RGB`` (alpha composited onto white)."""
+    mode = image.mode
+    if mode in ("L", "RGB"):
+        return image
+    if mode in ("LA", "La", "RGBA", "RGBa", "PA") or (mode == "P" and "transparency" in image.info):
+        return _on_white(image)
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey: 0..65535 -> 0..255 with rounding (65535 -> 255, 257 * k -> k).
+        values = np.asarray(image).astype(np.int64).clip(0, 65535)
+        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    if mode in ("1", "F"):
+        return image.convert("L")
+    return image.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def _resize_and_crop(image: Image.Image, image_size: int) -> Image.Image:
+    """Resize the shorter side to ``image_size`` (bicubic) and centre-crop to a square.
+
+    An image that is already ``image_size x image_size`` is returned unchanged.
+    """
+    width, height = image.size
+    if (width, height) == (image_size, image_size):
+        return image
+    scale = image_size / min(width, height)
+    new_width = max(image_size, round(width * scale))
+    new_height = max(image_size, round(height * scale))
+    image = image.resize((new_width, new_height), Image.Resampling.BICUBIC)
+    left = (new_width - image_size) // 2
+    top = (new_height - image_size) // 2
+    return image.crop((left, top, left + image_size, top + image_size))
+
+
+def pil_to_array(image: Image.Image, image_size: int | None = 32, channels: int = 3) -> np.ndarray:
+    """Convert a Pillow image to a ``uint8`` array ``(channels, H, W)`` of sub-pixel values.
+
+    See the module docstring for the mode conversions; ``image_size`` resizes the shorter side
+    (bicubic) then centre-crops, and leaves an image of the right size untouched.
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    image = _to_8bit(image)
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image_size is not None:
+        image = _resize_and_crop(image, image_size)
+    array = np.asarray(image, dtype=np.uint8)
+    if channels == 1:
+        return array[None, :, :].copy()
+    return array.transpose(2, 0, 1).copy()
+
+
+def _read_file(path: Path, image_size: int | None, channels: int) -> np.ndarray | None:
+    """Decode one file; returns ``None`` (and warns) when Pillow cannot read it."""
+    try:
+        with Image.open(path) as image:
+            image.load()  # decode now, so a truncated file fails here
+            return pil_to_array(image, image_size, channels)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        warnings.warn(
+            f"skipping unreadable image {path}: {type(e).__name__}: {e}",
+            CorruptImageWarning,
+            stacklevel=3,
+        )
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataset
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageDataset(Dataset):
+    """Images held in memory as one ``uint8`` tensor; items are ``(long (C, H, W), int label)``.
+
+    Attributes:
+        images: ``uint8`` tensor ``(N, C, H, W)``.
+        labels: ``long`` tensor ``(N,)``.
+        classes: class names; ``labels`` index into it.
+        files: the image files kept (ImageFolder sources), else ``None``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        classes: Sequence[str],
+        files: list[Path] | None = None,
+    ) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} {tuple(images.shape)}"
+            )
+        self.images = images
+        self.labels = labels.long()
+        self.classes = list(classes)
+        self.files = files
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.images[index].long(), int(self.labels[index])
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"ImageDataset({n} images, {c}x{h}x{w}, {len(self.classes)} classes)"
+
+
+def _spread(n: int, limit: int | None) -> list[int]:
+    """At most ``limit`` indices of ``range(n)``, evenly spread (deterministic)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit}")
+    return [i * n // limit for i in range(limit)]
+
+
+def _stack(arrays: list[np.ndarray], names: list[str]) -> torch.Tensor:
+    """Stack ``(C, H, W)`` arrays; a clear error when their sizes differ (``image_size=None``)."""
+    first = arrays[0].shape
+    for array, name in zip(arrays, names, strict=True):
+        if array.shape != first:
+            raise ValueError(
+                f"images have different sizes ({names[0]} is {first[2]}x{first[1]}, {name} is "
+                f"{array.shape[2]}x{array.shape[1]}); pass image_size=<int> to resize them all"
+            )
+    return torch.from_numpy(np.stack(arrays))
+
+
+def _is_image(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
+
+
+def _find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
+    """List the image files of an ImageFolder (or a flat folder) in sorted order."""
+    files: list[Path] = []
+    labels: list[int] = []
+    classes: list[str] = []
+    subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for subfolder in subfolders:
+        class_files = sorted(p for p in subfolder.rglob("*") if _is_image(p))
+        if class_files:
+            labels += [len(classes)] * len(class_files)
+            classes.append(subfolder.name)
+            files += class_files
+    if not files:  # flat folder: every image gets label 0
+        files = sorted(p for p in folder.iterdir() if _is_image(p))
+        labels = [0] * len(files)
+        classes = [folder.name]
+    if not files:
+        raise ValueError(
+            f"no images found in {folder}. Expected an ImageFolder layout "
+            f"root/<class>/<image>.png|jpg|... (or a flat folder of images, all label 0); "
+            f"accepted extensions: {', '.join(IMAGE_EXTENSIONS)}"
+        )
+    return files, labels, classes
+
+
+def _load_image_folder(
+    folder: Path, image_size: int | None, channels: int, limit: int | None
+) -> ImageDataset:
+    """Decode an ImageFolder once into memory (skipping unreadable files with a warning)."""
+    files, labels, classes = _find_images(folder)
+    keep = _spread(len(files), limit)
+    arrays: list[np.ndarray] = []
+    kept_files: list[Path] = []
+    kept_labels: list[int] = []
+    progress = tqdm(
+        keep,
+        desc=f"decoding {folder.name}",
+        disable=len(keep) < _PROGRESS_MIN_IMAGES,
+        mininterval=_PROGRESS_INTERVAL_S,
+    )
+    for i in progress:
+        array = _read_file(files[i], image_size, channels)
+        if array is not None:
+            arrays.append(array)
+            kept_files.append(files[i])
+            kept_labels.append(labels[i])
+    if not arrays:
+        raise ValueError(f"none of the {len(keep)} image files in {folder} could be decoded")
+    images = _stack(arrays, [str(f) for f in kept_files])
+    return ImageDataset(images, torch.tensor(kept_labels), classes, kept_files)
+
+
+def _load_torchvision(
+    name: str,
+    root: Path,
+    train: bool,
+    image_size: int | None,
+    channels: int,
+    limit: int | None,
+    download: bool,
+) -> ImageDataset:
+    """Fetch a torchvision dataset and convert it like an ImageFolder (same size/mode rules)."""
+    import torchvision.datasets as tv
+
+    dataset_class = {"cifar10": tv.CIFAR10, "mnist": tv.MNIST, "fashion_mnist": tv.FashionMNIST}[
+        name
+    ]
+    try:
+        dataset = dataset_class(str(root), train=train, download=download)
+    except Exception as e:
+        raise RuntimeError(
+            f"could not load {name!r} into {root} ({type(e).__name__}: {e}). Without network "
+            f"access, use a local ImageFolder (root/<class>/<image>.png|jpg) instead: set "
+            f"PIXELRNN_DATA, e.g. `export PIXELRNN_DATA=/path/to/images`, or pass its path as "
+            f"source."
+        ) from e
+    keep = _spread(len(dataset), limit)
+    arrays = []
+    labels = []
+    progress = tqdm(
+        keep,
+        desc=f"converting {name}",
+        disable=len(keep) < _PROGRESS_MIN_IMAGES,
+        mininterval=_PROGRESS_INTERVAL_S,
+    )
+    for i in progress:
+        image, label = dataset[i]
+        arrays.append(pil_to_array(image, image_size, channels))
+        labels.append(int(label))
+    images = _stack(arrays, [f"{name}[{i}]" for i in keep])
+    return ImageDataset(images, torch.tensor(labels), dataset.classes)
+
+
+def load_dataset(
+    source: str | Path,
+    root: str | Path = "data",
+    train: bool = True,
+    image_size: int | None = 32,
+    channels: int = 3,
+    limit: int | None = None,
+    download: bool = True,
+) -> ImageDataset:
+    """Load images as ``(long (C, H, W) in 0..255, int label)`` items.
+
+    Args:
+        source: ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` (torchvision), or the path of an
+            ImageFolder ``<source>/<class>/<image>`` (or a flat folder of images, label 0).
+        root: where torchvision datasets are stored/downloaded; relative paths resolve against the
+            current working directory. Ignored for folder sources.
+        train: the training split (torchvision sources only; a folder is one split -- carve a
+            validation set out of it with :func:`split_dataset`).
+        image_size: square side length. Images of another size are resized (shorter side to
+            ``image_size``, bicubic) then centre-cropped; ``None`` keeps the native size.
+        channels: 3 (RGB) or 1 (grey).
+        limit: keep at most this many images, evenly spread over the sorted file list (so a small
+            run still sees every class). Deterministic.
+        download: let torchvision download a missing dataset.
+
+    Raises:
+        FileNotFoundError: ``source`` is neither a known name nor an existing path.
+        ValueError: the folder holds no readable images, or sizes differ with ``image_size=None``.
+        RuntimeError: a torchvision dataset could not be loaded (e.g. no network for a download).
+    """
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
+        root = Path(root).expanduser().resolve()
+        return _load_torchvision(source.lower(), root, train, image_size, channels, limit, download)
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"dataset path {str(source)!r} does not exist (resolved: {folder.resolve()}). Use one of "
+            f"{', '.join(TORCHVISION_SOURCES)} or an existing ImageFolder; check PIXELRNN_DATA, e.g. "
+            f"`export PIXELRNN_DATA=/path/to/images`."
+        )
+    if not folder.is_dir():
+        raise ValueError(f"dataset path {folder} is a file; expected a folder root/<class>/<image>")
+    return _load_image_folder(folder.resolve(), image_size, channels, limit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits, loaders, quantisation
+# ---------------------------------------------------------------------------------------------
+
+
+def split_dataset(
+    dataset: Dataset, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[Subset, Subset]:
+    """Split into ``(train, validation)`` subsets, deterministically from ``seed``.
+
+    The split uses its own generator, so it does not depend on (or change) the global RNG state.
+    The validation part holds ``round(len * val_fraction)`` images, but each part gets at least one
+    image when the dataset has two or more. Indices inside each part are sorted.
+    """
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
+    n = len(dataset)
+    n_val = round(n * val_fraction)
+    if n >= 2:
+        n_val = min(max(n_val, 1), n - 1)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_indices = sorted(order[:n_val].tolist())
+    train_indices = sorted(order[n_val:].tolist())
+    return Subset(dataset, train_indices), Subset(dataset, val_indices)
+
+
+def make_loader(
+    dataset: Dataset,
+    batch_size: int = 16,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    seed: int = 0,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A DataLoader of ``(images long (B, C, H, W), labels long (B,))`` batches.
+
+    Shuffling uses a generator seeded with ``seed`` (the same order every run); memory is pinned
+    when CUDA is available, for faster copies to the GPU.
+    """
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        persistent_workers=num_workers > 0,
+    )
+
+
+def requantize(images: torch.Tensor, levels: int) -> torch.Tensor:
+    """Show images with only ``levels`` intensity levels (per sub-pixel), back on the 0..255 scale.
+
+    Value ``v`` falls into bin ``q = v * levels // 256`` (equal-width bins), shown as the evenly
+    spaced value ``round(q * 255 / (levels - 1))``. ``levels=256`` is the identity; ``levels=2``
+    maps 0..127 to 0 and 128..255 to 255. Returns a ``long`` tensor of the input's shape.
+    """
+    if not 2 <= levels <= 256:
+        raise ValueError(f"levels must be between 2 and 256, got {levels}")
+    bins = images.long() * levels // 256
+    return (bins * 255 + (levels - 1) // 2) // (levels - 1)

@@ -1,0 +1,176 @@
+"""Row LSTM: equal to a slow per-row, per-pixel reference; trainable; the seed and paper configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pixelrnn_utils.causality import assert_causal, dependency_map, missing_dependencies
+from pixelrnn_utils.model import build_model
+from pixelrnn_utils.row_lstm import RowLSTM
+
+try:
+    from perturb import earlier_than, perturbation_map, single_thread
+except ImportError:  # tests/ imported as a package
+    from tests.perturb import earlier_than, perturbation_map, single_thread
+
+assert single_thread  # an autouse fixture: importing it applies it to this module
+
+
+def sigmoid(v: torch.Tensor) -> torch.Tensor:
+    return 1.0 / (1.0 + torch.exp(-v))
+
+
+def reference_row_lstm(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
+    """The Row LSTM written out with explicit loops over rows, pixels and kernel taps."""
+    B, C2, H, W = x.shape
+    h_dim = layer.hidden
+    k_is = layer.input_to_state.masked_weight()[:, :, 0, :]  # (4h, 2h, k)
+    b_is = layer.input_to_state.bias
+    k_ss = layer.state_to_state.weight  # (4h, h, k)
+    b_ss = layer.state_to_state.bias
+    k = k_is.shape[-1]
+    half = k // 2
+    w_out = layer.output.masked_weight()[:, :, 0, 0]  # (2h, h)
+    b_out = layer.output.bias
+
+    h_prev = torch.zeros(B, h_dim, W, dtype=x.dtype)  # row -1: zero state
+    c_prev = torch.zeros(B, h_dim, W, dtype=x.dtype)
+    out = torch.empty_like(x)
+    for r in range(H):
+        h_row = torch.zeros(B, h_dim, W, dtype=x.dtype)
+        c_row = torch.zeros(B, h_dim, W, dtype=x.dtype)
+        for j in range(W):
+            gates = b_is + b_ss  # (4h,) broadcast over the batch
+            for t in range(k):
+                col = j + t - half
+                if 0 <= col < W:  # zero padding at both ends of the row
+                    gates = gates + x[:, :, r, col] @ k_is[:, :, t].T  # this row: input-to-state
+                    gates = gates + h_prev[:, :, col] @ k_ss[:, :, t].T  # row above: state-to-state
+            o, f, i, g = (
+                gates[:, :h_dim],
+                gates[:, h_dim : 2 * h_dim],
+                gates[:, 2 * h_dim : 3 * h_dim],
+                gates[:, 3 * h_dim :],
+            )
+            c = sigmoid(f) * c_prev[:, :, j] + sigmoid(i) * torch.tanh(g)
+            h = sigmoid(o) * torch.tanh(c)
+            h_row[:, :, j], c_row[:, :, j] = h, c
+            out[:, :, r, j] = x[:, :, r, j] + h @ w_out.T + b_out  # residual, masked 1x1
+        h_prev, c_prev = h_row, c_row
+    return out
+
+
+@pytest.mark.parametrize("colour_groups, kernel_size", [(3, 3), (1, 3), (3, 5)])
+def test_row_lstm_equals_slow_reference(colour_groups, kernel_size):
+    torch.manual_seed(0)
+    layer = RowLSTM(12, 6, colour_groups, kernel_size=kernel_size).double()
+    with torch.no_grad():  # make the gates matter: larger state-to-state and biases than default
+        layer.state_to_state.weight.mul_(3)
+        layer.state_to_state.bias.uniform_(-1, 1)
+    x = torch.randn(2, 12, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        fast = layer(x)
+        slow = reference_row_lstm(layer, x)
+    assert fast.shape == (2, 12, 4, 5)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+    assert (fast - x).abs().max() > 1e-3  # the layer does something
+
+
+def test_row_lstm_float32_matches_reference():
+    torch.manual_seed(1)
+    layer = RowLSTM(12, 6)
+    x = torch.randn(2, 12, 4, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), reference_row_lstm(layer, x), atol=1e-5, rtol=0)
+
+
+def test_row_lstm_recurrence_really_uses_the_row_above():
+    """Changing row 0 must change every later row of the state (the reference would agree anyway)."""
+    torch.manual_seed(0)
+    layer = RowLSTM(6, 3).double()
+    x = torch.randn(1, 6, 4, 5, dtype=torch.float64)
+    y = x.clone()
+    y[:, :, 0, 2] += 1.0
+    with torch.no_grad():
+        hx, hy = layer.recurrence(x), layer.recurrence(y)
+    assert torch.equal(hx[:, :, 0, :2], hy[:, :, 0, :2])  # left of the change, same row: untouched
+    for r in range(1, 4):
+        assert not torch.allclose(hx[:, :, r], hy[:, :, r]), r
+
+
+def test_all_parameters_get_gradients():
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=8, layers=2)
+    x = torch.randint(0, 256, (2, 3, 5, 6))
+    F.cross_entropy(model(x), x).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+        assert torch.isfinite(p.grad).all(), name
+
+
+def test_seed_configuration_shapes():
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=64, layers=4)
+    assert model.stem.kernel_size == (7, 7) and model.stem.mask_type == "A"
+    assert len(model.layers) == 4 and all(isinstance(m, RowLSTM) for m in model.layers)
+    x = torch.randint(0, 256, (2, 3, 32, 32))
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (2, 256, 3, 32, 32)
+    assert torch.isfinite(logits).all()
+
+
+def _row_lstm_params(in_channels: int, hidden: int, layers: int, k: int = 3) -> int:
+    f = 2 * hidden
+    stem = in_channels * f * 49 + f
+    layer = (
+        (f * 4 * hidden * k + 4 * hidden)
+        + (hidden * 4 * hidden * k + 4 * hidden)
+        + (hidden * f + f)
+    )
+    head = (f * f + f) + (f * 256 * in_channels + 256 * in_channels)
+    return stem + layers * layer + head
+
+
+def test_paper_cifar_configuration_builds():
+    model = build_model("row_lstm", 3, hidden=128, layers=12)
+    assert len(model.layers) == 12
+    n = sum(p.numel() for p in model.parameters())
+    assert n == _row_lstm_params(3, 128, 12)
+    assert 5_000_000 < n < 10_000_000
+    assert sum(
+        p.numel() for p in build_model("row_lstm", 3, 64, 4).parameters()
+    ) == _row_lstm_params(3, 64, 4)
+
+
+def test_skip_connections_work_and_are_causal():
+    torch.manual_seed(0)
+    plain = build_model("row_lstm", 3, hidden=8, layers=2)
+    torch.manual_seed(0)
+    skip = build_model("row_lstm", 3, hidden=8, layers=2, skip=True)
+    assert skip.config["skip"] is True
+    x = torch.randint(0, 256, (2, 3, 5, 6))
+    with torch.no_grad():
+        a, b = plain(x), skip(x)
+    assert b.shape == (2, 256, 3, 5, 6)
+    assert not torch.allclose(a, b)  # same weights, different wiring
+    # the head reads stem + every layer's output
+    with torch.no_grad():
+        image = x.double() / 127.5 - 1
+        skip_d = skip.double()
+        h = skip_d.stem(image)
+        total = h
+        for layer in skip_d.layers:
+            h = layer(h, image)
+            total = total + h
+        expected = skip_d.to_logits(skip_d.head(total))
+        torch.testing.assert_close(skip_d(x), expected)
+    shape = (3, 4, 5)
+    dep = dependency_map(skip, shape)
+    assert_causal(skip, shape, dep=dep)
+    pert = perturbation_map(skip, shape)
+    assert not (pert & ~earlier_than(*shape)).any()
+    assert missing_dependencies(dep)  # still a triangle: some of the past is out of reach

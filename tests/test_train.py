@@ -1,0 +1,175 @@
+"""The trainer: it learns, it resumes exactly, it survives kill -9, it stops on NaN, it runs DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pixelrnn_utils import train as train_module
+from pixelrnn_utils.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+from pixelrnn_utils.train import TrainConfig, TrainingDiverged, train
+
+
+def _cfg(folder: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(folder),
+        arch="row_lstm",
+        hidden=6,
+        layers=1,
+        batch_size=4,
+        lr=1e-2,
+        image_size=8,
+        val_fraction=0.25,
+        out=str(out),
+        progress=False,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def _same(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_tiny_epochs_lower_the_loss(small_folder, tmp_path):
+    train(_cfg(small_folder, tmp_path / "run", epochs=3))
+    rows = [
+        json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[-1]["train_bits_per_dim"] < rows[0]["train_bits_per_dim"] - 0.1
+    assert rows[-1]["val_bits_per_dim"] < rows[0]["val_bits_per_dim"]
+    assert all(r["val_bits_per_dim"] < 8.5 for r in rows)
+    model, info = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert info["epoch"] == min(rows, key=lambda r: r["val_bits_per_dim"])["epoch"]
+
+
+def test_resume_equals_uninterrupted_run(small_folder, tmp_path):
+    train(_cfg(small_folder, tmp_path / "full", epochs=2))
+    train(_cfg(small_folder, tmp_path / "parts", epochs=1))
+    train(_cfg(small_folder, tmp_path / "parts", epochs=2, resume=True))
+    assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(tmp_path / "parts" / "last.pt"))
+    lines = (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
+
+
+def test_resume_with_other_architecture_is_refused(small_folder, tmp_path):
+    train(_cfg(small_folder, tmp_path / "run", epochs=1))
+    with pytest.raises(CheckpointError, match="cannot resume"):
+        train(_cfg(small_folder, tmp_path / "run", epochs=2, resume=True, arch="pixelcnn"))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(small_folder, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(_cfg(small_folder, out, epochs=1))
+    before = _weights(out / "last.pt")
+    real_nll = train_module.nll
+    monkeypatch.setattr(train_module, "nll", lambda logits, x: real_nll(logits, x) * float("nan"))
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train(_cfg(small_folder, out, epochs=2, resume=True))
+    assert read_checkpoint(out / "last.pt")["epoch"] == 1
+    assert _same(before, _weights(out / "last.pt"))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pixelrnn_utils", *args]
+
+
+def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    from conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", 320, size=8)
+    common = [
+        "train",
+        "--data",
+        str(folder),
+        "--hidden",
+        "6",
+        "--layers",
+        "1",
+        "--batch-size",
+        "2",
+        "--image-size",
+        "8",
+    ]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(
+        _cli(*common, "--epochs", "3", "--out", str(killed)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log = killed / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and log.read_text().strip()):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    time.sleep(0.3)  # into epoch 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_checkpoint(killed / "last.pt")["epoch"] in (1, 2)
+    subprocess.run(
+        _cli(*common, "--epochs", "3", "--out", str(killed), "--resume"),
+        check=True,
+        capture_output=True,
+    )
+    full = tmp_path / "full"
+    subprocess.run(
+        _cli(*common, "--epochs", "3", "--out", str(full)), check=True, capture_output=True
+    )
+    assert _same(_weights(full / "last.pt"), _weights(killed / "last.pt"))
+    assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2, 3]
+    assert not [p for p in os.listdir(killed) if p.endswith(".tmp")]
+
+
+def test_ddp_gloo_two_processes(small_folder, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29533",
+            "-m",
+            "pixelrnn_utils",
+            "train",
+            "--data",
+            str(small_folder),
+            "--hidden",
+            "6",
+            "--layers",
+            "1",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "2",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--image-size",
+            "8",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[0]["world_size"] == 2
+    model, info = load_checkpoint(out / "last.pt")
+    assert info["epoch"] == 2 and rows[-1]["val_bits_per_dim"] < 8.5
