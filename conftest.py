@@ -56,3 +56,13 @@ def _choose_data() -> None:
 
 os.environ.setdefault("PIXELRNN_SMOKE", "1")
 _choose_data()
+
+# Tests and notebooks use tiny tensors: one thread is faster and avoids oversubscribing small CI
+# machines. Kernels and CLI subprocesses inherit the variable; this process sets torch directly.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+try:
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+except ImportError:  # pragma: no cover - torch is a dependency
+    pass

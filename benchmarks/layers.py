@@ -3,12 +3,13 @@
 For each architecture (Row LSTM, PixelCNN, Diagonal BiLSTM) at the seed configuration (32x32 RGB,
 hidden 64, 4 layers) this times forward + backward of a cross-entropy loss: one warm-up step, then
 ``--steps`` timed steps (synchronised on CUDA). It also reports peak memory and the number of
-sequential steps per layer (H for the Row LSTM, 2W - 1 for the Diagonal BiLSTM, 1 for PixelCNN),
+sequential steps per layer (H for the Row LSTM, W + H - 1 = 2W - 1 for the Diagonal BiLSTM, 1 for PixelCNN),
 and prints a markdown table with the hardware and ratios relative to PixelCNN.
 
-Memory: on CUDA, ``torch.cuda.max_memory_allocated`` (exact, per architecture). On CPU, the growth
-of the process's peak resident set size (``ru_maxrss``) during that architecture's run: a rough
-upper bound that only grows, so an architecture measured after a hungrier one may show ~0.
+Memory: on CUDA, ``torch.cuda.max_memory_allocated`` (exact, per architecture). On CPU, each
+architecture runs in a fresh child process and the figure is the growth of that process's peak
+resident set size (``ru_maxrss``) from just before the warm-up step: a rough measure that includes
+allocator caching, not an exact count of tensor bytes.
 
     python benchmarks/layers.py [--device cpu|cuda] [--batch 16] [--steps N] [--json]
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import platform
 import resource
+import subprocess
 import sys
 import time
 
@@ -48,7 +50,7 @@ def hardware(device: torch.device) -> str:
 
 
 def sequential_steps(arch: str, height: int, width: int) -> int:
-    return {"row_lstm": height, "diagonal_bilstm": 2 * width - 1, "pixelcnn": 1}[arch]
+    return {"row_lstm": height, "diagonal_bilstm": width + height - 1, "pixelcnn": 1}[arch]
 
 
 def peak_rss_mib() -> float:
@@ -101,7 +103,7 @@ def table(results: list[dict], info: dict) -> str:
     memory_kind = (
         "torch.cuda.max_memory_allocated"
         if info["device"] == "cuda"
-        else "growth of peak RSS (ru_maxrss) during the run; rough, only grows"
+        else "growth of peak RSS (ru_maxrss) in a fresh process per layer; rough"
     )
     lines = [
         f"Hardware: {info['hardware']}; torch {info['torch']}; "
@@ -121,6 +123,17 @@ def table(results: list[dict], info: dict) -> str:
     return "\n".join(lines)
 
 
+def _child(arch: str, argv: list[str]) -> dict:
+    argv = [a for a in argv if a != "--json"]
+    out = subprocess.run(
+        [sys.executable, __file__, *argv, "--only", arch],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -131,14 +144,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=32, help="image height and width")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument(
-        "--json", action="store_true", help="print JSON instead of a markdown table"
-    )
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU)")
+    parser.add_argument("--json", action="store_true", help="print JSON, not a markdown table")
+    parser.add_argument("--only", choices=ARCHS, help=argparse.SUPPRESS)  # child process
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda but CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    results = [measure(arch, args, device) for arch in ARCHS]
+    if args.only:
+        print(json.dumps(measure(args.only, args, device)))
+        return
+    if device.type == "cpu":  # one fresh process per layer, so that peak RSS is its own
+        results = [_child(arch, argv if argv is not None else sys.argv[1:]) for arch in ARCHS]
+    else:
+        results = [measure(arch, args, device) for arch in ARCHS]
     info = {
         "device": device.type,
         "hardware": hardware(device),

@@ -16,12 +16,6 @@ except ImportError:  # tests/ imported as a package
 
 assert single_thread  # an autouse fixture: importing it applies it to this module
 
-TALL = pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="package bug: skew() makes H x (2W-1) maps, too narrow when H > W (needs W+H-1)",
-)
-
 
 @pytest.mark.parametrize(
     "shape",
@@ -31,8 +25,8 @@ TALL = pytest.mark.xfail(
         (2, 1, 1, 5),  # H = 1
         (1, 2, 1, 1),
         (3, 2, 5, 5),
-        pytest.param((1, 1, 3, 1), marks=TALL),  # W = 1
-        pytest.param((2, 3, 6, 4), marks=TALL),
+        (1, 1, 3, 1),  # W = 1, taller than wide
+        (2, 3, 6, 4),
     ],
     ids=str,
 )
@@ -42,7 +36,7 @@ def test_unskew_inverts_skew(shape):
     B, C, H, W = shape
     s = skew(x)
     assert s.shape[:3] == (B, C, H)
-    assert torch.equal(unskew(s, W), x)
+    assert s.shape[3] == W + H - 1  # 2W - 1 for a square image
     assert torch.equal(unskew(s), x)
     assert s.abs().sum() == pytest.approx(x.abs().sum())  # nothing lost, nothing added
 
@@ -51,17 +45,23 @@ def test_skew_shifts_row_r_by_r():
     x = torch.arange(1, 13, dtype=torch.float).view(1, 1, 3, 4)  # rows 1..4, 5..8, 9..12
     expected = torch.tensor(
         [
-            [1, 2, 3, 4, 0, 0, 0],
-            [0, 5, 6, 7, 8, 0, 0],
-            [0, 0, 9, 10, 11, 12, 0],
+            [1, 2, 3, 4, 0, 0],
+            [0, 5, 6, 7, 8, 0],
+            [0, 0, 9, 10, 11, 12],
         ],
         dtype=torch.float,
     )
     assert torch.equal(skew(x)[0, 0], expected)
     # column t of the skewed map is the anti-diagonal i + j = t of the image
-    for t in range(7):
+    for t in range(6):
         diagonal = {x[0, 0, i, t - i].item() for i in range(3) if 0 <= t - i < 4}
         assert set(skew(x)[0, 0, :, t].tolist()) - {0.0} == diagonal
+
+
+def test_skew_tall_image():
+    x = torch.arange(1, 7, dtype=torch.float).view(1, 1, 3, 2)
+    expected = torch.tensor([[1, 2, 0, 0], [0, 3, 4, 0], [0, 0, 5, 6]], dtype=torch.float)
+    assert torch.equal(skew(x)[0, 0], expected)
 
 
 def test_skew_keeps_batch_and_channels_apart():
@@ -142,7 +142,8 @@ def _livelier(module: torch.nn.Module) -> None:
         (1, 12, 5, 5),
         (2, 12, 1, 4),
         (1, 12, 2, 6),
-        pytest.param((1, 12, 3, 1), marks=TALL),
+        (1, 12, 3, 1),
+        (1, 12, 5, 3),
     ],
     ids=str,
 )

@@ -1,0 +1,104 @@
+"""Sampling: cached equals naive, generators, temperature, image completion, clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pixelrnn_utils.model import build_model
+from pixelrnn_utils.sampling import draw, sample
+
+
+def _model(arch="row_lstm", channels=3, **kw):
+    torch.manual_seed(0)
+    return build_model(arch, channels, hidden=kw.pop("hidden", 8), layers=kw.pop("layers", 2), **kw)
+
+
+def _gen(seed=1):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize(
+    "channels,shape,kw",
+    [
+        (3, (3, 5, 7), {}),
+        (1, (1, 6, 4), {}),
+        (3, (3, 4, 4), {"skip": True}),
+        (3, (3, 3, 5), {"kernel_size": 5}),
+    ],
+)
+def test_cached_equals_naive(channels, shape, kw):
+    model = _model(channels=channels, **kw)
+    naive = sample(model, 3, shape, "naive", generator=_gen())
+    cached = sample(model, 3, shape, "cached", generator=_gen())
+    assert naive.shape == (3, *shape) and naive.dtype == torch.long
+    assert torch.equal(naive, cached)
+    assert naive.min() >= 0 and naive.max() <= 255
+    assert len({tuple(img.flatten().tolist()) for img in naive}) == 3, (
+        "images in a batch should differ"
+    )
+
+
+def test_same_generator_same_images_other_seed_other_images():
+    model = _model(arch="pixelcnn")
+    a = sample(model, 2, (3, 4, 5), generator=_gen(7))
+    b = sample(model, 2, (3, 4, 5), generator=_gen(7))
+    c = sample(model, 2, (3, 4, 5), generator=_gen(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_temperature_to_zero_is_argmax():
+    model = _model().eval()
+    greedy = torch.zeros(2, 3, 4, 4, dtype=torch.long)
+    with torch.no_grad():
+        for i in range(4):
+            for j in range(4):
+                for c in range(3):
+                    greedy[:, c, i, j] = model(greedy)[:, :, c, i, j].argmax(dim=1)
+    cold = sample(model, 2, (3, 4, 4), "cached", temperature=1e-6, generator=_gen())
+    assert torch.equal(cold, greedy)
+
+
+def test_draw_inverse_cdf_and_temperature():
+    logits = torch.log(torch.tensor([[0.5, 0.25, 0.25] + [1e-30] * 253]))
+    u = torch.tensor([0.1, 0.6, 0.9])
+    assert draw(logits.expand(3, -1), u).tolist() == [0, 1, 2]
+    # a high temperature flattens: the uniform 0.6 then lands beyond value 1
+    assert draw(logits.expand(3, -1), u, temperature=100.0)[2] > 2
+
+
+@pytest.mark.parametrize("method", ["naive", "cached"])
+def test_prefix_pixels_are_kept(method):
+    model = _model()
+    known = torch.randint(0, 256, (2, 3, 5, 5), generator=_gen(3))
+    mask = torch.zeros(2, 3, 5, 5, dtype=torch.bool)
+    mask[:, :, :2] = True  # the top two rows are known
+    mask[1, 1, 3, 3] = True  # and one lone green value in image 1
+    out = sample(model, 2, (3, 5, 5), method, generator=_gen(), prefix=(known, mask))
+    assert torch.equal(out[mask], known[mask])
+    other = sample(model, 2, (3, 5, 5), method, generator=_gen(), prefix=(known, mask))
+    assert torch.equal(out, other)
+
+
+def test_completion_cached_equals_naive():
+    model = _model()
+    known = torch.randint(0, 256, (1, 3, 5, 6), generator=_gen(3))
+    mask = torch.zeros(1, 3, 5, 6, dtype=torch.bool)
+    mask[:, :, :3] = True
+    a = sample(model, 3, (3, 5, 6), "naive", generator=_gen(), prefix=(known, mask))
+    b = sample(model, 3, (3, 5, 6), "cached", generator=_gen(), prefix=(known, mask))
+    assert torch.equal(a, b)
+
+
+def test_bad_arguments_give_clear_errors():
+    model = _model()
+    with pytest.raises(ValueError, match="C = 3"):
+        sample(model, 1, (1, 4, 4))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        sample(model, 1, (3, 4, 4), temperature=0)
+    with pytest.raises(ValueError, match="method"):
+        sample(model, 1, (3, 4, 4), method="fast")
+    with pytest.raises(ValueError, match="cached sampling is implemented for the Row LSTM"):
+        sample(_model(arch="pixelcnn"), 1, (3, 4, 4), method="cached")
+    with pytest.raises(ValueError, match="prefix"):
+        sample(model, 2, (3, 4, 4), prefix=(torch.zeros(3, 3, 4, 4), torch.ones(3, 3, 4, 4)))
