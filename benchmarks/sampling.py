@@ -97,7 +97,7 @@ def main() -> None:
     for r in rows:
         print(
             f"| {r['batch']} | {r['naive_s']:.1f} | {r['cached_s']:.2f} | {r['speedup']:.0f}× | "
-            f"{'yes' if r['identical'] else 'NO (%d differ)' % r['mismatched_subpixels']} |"
+            f"{'yes' if r['identical'] else 'NO: ' + str(r['mismatched_subpixels']) + ' differ'} |"
         )
 
 
