@@ -8,8 +8,9 @@ the logits of every sub-pixel depend only on sub-pixels at strictly smaller posi
 once per output sub-pixel, and batch element k back-propagates only the logits of sub-pixel k.
 Because batch elements never interact, the gradient of element k's input is non-zero exactly where
 output k depends on the input. A random projection of the 256 logits avoids accidental
-cancellation, and the map is the union over a few random images (a ReLU that happens to be off
-for one image cannot hide a dependency).
+cancellation. The probe is a float64 copy of the model whose ReLUs are replaced by leaky ReLUs:
+the connectivity is the same, but a unit that happens to be off for the random image can no longer
+hide a dependency (or a leak). The map is the union over a few random images.
 """
 
 from __future__ import annotations
@@ -75,6 +76,10 @@ def _double_copy(model: nn.Module) -> nn.Module:
     import copy
 
     probe = copy.deepcopy(model).double().eval()
+    for module in list(probe.modules()):
+        for child_name, child in module.named_children():
+            if isinstance(child, nn.ReLU):  # same connectivity, never exactly zero slope
+                setattr(module, child_name, nn.LeakyReLU(0.1))
     for p in probe.parameters():
         p.requires_grad_(False)
     return probe

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .model import PixelRNN, preprocess
 from .row_lstm import RowLSTM, lstm_update

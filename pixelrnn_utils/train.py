@@ -29,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, set_rng_state
 from .data import load_dataset, split_dataset

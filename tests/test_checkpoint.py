@@ -54,6 +54,7 @@ class _RunsCode:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_malicious_pickle_is_refused_without_running(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
