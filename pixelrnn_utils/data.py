@@ -205,6 +205,16 @@ class ImageDataset(Dataset):
         return f"ImageDataset({n} images, {c}x{h}x{w}, {len(self.classes)} classes)"
 
 
+def _progress(indices: list[int], desc: str) -> tqdm:
+    """A progress bar for long decodes only, refreshed at most once a second."""
+    return tqdm(
+        indices,
+        desc=desc,
+        disable=len(indices) < _PROGRESS_MIN_IMAGES,
+        mininterval=_PROGRESS_INTERVAL_S,
+    )
+
+
 def _spread(n: int, limit: int | None) -> list[int]:
     """At most ``limit`` indices of ``range(n)``, evenly spread (deterministic)."""
     if limit is None or limit >= n:
@@ -266,13 +276,7 @@ def _load_image_folder(
     arrays: list[np.ndarray] = []
     kept_files: list[Path] = []
     kept_labels: list[int] = []
-    progress = tqdm(
-        keep,
-        desc=f"decoding {folder.name}",
-        disable=len(keep) < _PROGRESS_MIN_IMAGES,
-        mininterval=_PROGRESS_INTERVAL_S,
-    )
-    for i in progress:
+    for i in _progress(keep, f"decoding {folder.name}"):
         array = _read_file(files[i], image_size, channels)
         if array is not None:
             arrays.append(array)
@@ -311,13 +315,7 @@ def _load_torchvision(
     keep = _spread(len(dataset), limit)
     arrays = []
     labels = []
-    progress = tqdm(
-        keep,
-        desc=f"converting {name}",
-        disable=len(keep) < _PROGRESS_MIN_IMAGES,
-        mininterval=_PROGRESS_INTERVAL_S,
-    )
-    for i in progress:
+    for i in _progress(keep, f"converting {name}"):
         image, label = dataset[i]
         arrays.append(pil_to_array(image, image_size, channels))
         labels.append(int(label))

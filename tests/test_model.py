@@ -119,3 +119,15 @@ def test_kernel_size_option_reaches_the_layers():
     model = build_model("row_lstm", 3, hidden=8, layers=1, kernel_size=5)
     assert model.layers[0].state_to_state.kernel_size == (5,)
     assert model.layers[0].input_to_state.kernel_size == (1, 5)
+
+
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
+def test_all_parameters_get_gradients(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, 3, hidden=8, layers=2)
+    x = torch.randint(0, 256, (2, 3, 5, 6))
+    F.cross_entropy(model(x), x).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert p.grad.abs().sum() > 0, name
+        assert torch.isfinite(p.grad).all(), name
