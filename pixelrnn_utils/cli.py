@@ -169,16 +169,13 @@ def _sample(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
     from .checkpoint import load_checkpoint
-    from .sampling import sample
+    from .sampling import CACHED, sample
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, _ = load_checkpoint(args.checkpoint, map_location=device)
     method = args.method
-    if method == "cached" and model.config["arch"] != "row_lstm":
-        print(
-            f"note: cached sampling is for the Row LSTM; using naive for {model.config['arch']}",
-            file=sys.stderr,
-        )
+    if method == "cached" and model.config["arch"] not in CACHED:
+        print(f"note: no cached sampler for {model.config['arch']}; using naive", file=sys.stderr)
         method = "naive"
     generator = torch.Generator().manual_seed(args.seed)
     images = sample(

@@ -5,12 +5,14 @@ from the model's distribution given everything drawn before it (raster order, R 
 
 * ``method="naive"`` runs a full forward pass of the whole image for every step: simple, works for
   every architecture, and does H * W * C times the work of one forward pass.
-* ``method="cached"`` (Row LSTM) keeps what earlier steps already computed. When pixel (i, j) is
+* ``method="cached"`` (Row LSTM and Diagonal BiLSTM) keeps what earlier steps already computed. When pixel (i, j) is
   drawn, the Row LSTM states of row i - 1 are final, and the layer inputs at (i, j - 1) and before
   are final. So each step recomputes only one column: the 7x7 stem at (i, j), then per layer the
   input-to-state at (i, j), one LSTM update and the residual, then the head for colour c.
   State-to-state is computed once per row. That is O(layers) small matrix products per step
-  instead of a whole forward pass.
+  instead of a whole forward pass. The Diagonal BiLSTM is cached the same way without any skew:
+  its left state at (i, j) needs only the left states at (i, j - 1) and (i - 1, j), and its
+  (shifted) right map for row i needs only row i - 1, computed once when row i starts.
 
 Both methods draw one uniform number per image per step from ``generator`` and turn it into a
 value by inverse-CDF sampling, so with the same generator they return the same images.
@@ -22,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
 from .model import PixelRNN, preprocess
 from .row_lstm import RowLSTM, lstm_update
 
@@ -55,9 +58,10 @@ def _check(
         raise ValueError(
             f"shape must be (C, H, W) with C = {model.in_channels} for this model, got {tuple(shape)}"
         )
-    if method == "cached" and model.config["arch"] != "row_lstm":
+    if method == "cached" and model.config["arch"] not in CACHED:
         raise ValueError(
-            f"cached sampling is implemented for the Row LSTM; use method='naive' for {model.config['arch']!r}"
+            f"cached sampling is implemented for {sorted(CACHED)}; use method='naive' for "
+            f"{model.config['arch']!r}"
         )
 
 
@@ -104,7 +108,7 @@ def sample(
     device = next(model.parameters()).device
     known, mask = _prefix(prefix, n, shape, device)
     x = torch.where(mask, known, torch.zeros_like(known))
-    step = _NaiveStepper(model, x) if method == "naive" else _CachedRowLSTM(model, x)
+    step = _NaiveStepper(model, x) if method == "naive" else CACHED[model.config["arch"]](model, x)
     C, H, W = shape
     bar = tqdm(total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False)
     for i in range(H):
@@ -138,21 +142,18 @@ class _NaiveStepper:
         """Nothing is cached."""
 
 
-class _CachedRowLSTM:
-    """Incremental Row LSTM forward pass: one column of work per sub-pixel.
+class _CachedModel:
+    """Incremental forward pass: the stem and head at one position; layers are subclasses' job.
 
-    Holds, per layer, the current row's layer inputs (for input-to-state), the previous row's
-    hidden and cell states and their state-to-state contribution, and the current row's states.
-    ``x`` is the image being drawn (shared with :func:`sample`, which writes into it).
+    ``x`` is the image being drawn (shared with :func:`sample`, which writes into it). The stem's
+    7x7 mask-A window at (i, j) only covers rows i - 3 .. i, so it is one small matrix product.
     """
 
     def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
         self.model, self.x = model, x
         n, C, H, W = x.shape
-        self.layers: list[RowLSTM] = list(model.layers)
         stem = model.stem
-        self.r = stem.kernel_size[0] // 2  # stem radius (3 for 7x7)
-        r = self.r
+        self.r = r = stem.kernel_size[0] // 2  # stem radius (3 for 7x7)
         # mask A hides the rows below the centre: keep rows 0..r of the kernel only
         self.stem_w = stem.masked_weight()[:, :, : r + 1].reshape(stem.out_channels, -1)
         self.stem_b = stem.bias
@@ -160,67 +161,166 @@ class _CachedRowLSTM:
         self.head_b1 = model.head[1].bias
         self.head_w2 = model.head[3].masked_weight()[:, :, 0, 0].view(C, 256, -1)
         self.head_b2 = model.head[3].bias.view(C, 256)
-        dtype = self.stem_w.dtype
-        self.image = torch.zeros(
-            n, C, H + 2 * r, W + 2 * r, dtype=dtype, device=x.device
-        )  # zero padding
-        self.k = [
-            layer.input_to_state.kernel_size[1] // 2 for layer in self.layers
-        ]  # taps left of centre
-        self.is_w = [
-            layer.input_to_state.masked_weight()[:, :, 0, : k + 1]
-            for layer, k in zip(self.layers, self.k, strict=True)
-        ]
-        self.out_w = [layer.output.masked_weight()[:, :, 0, 0] for layer in self.layers]
-        feats = model.stem.out_channels
-        self.inputs = [torch.zeros(n, feats, W + k, dtype=dtype, device=x.device) for k in self.k]
-        hid = [layer.hidden for layer in self.layers]
-        self.h_prev = [torch.zeros(n, h, W, dtype=dtype, device=x.device) for h in hid]
-        self.c_prev = [torch.zeros_like(h) for h in self.h_prev]
-        self.h_cur = [torch.zeros_like(h) for h in self.h_prev]
-        self.c_cur = [torch.zeros_like(h) for h in self.h_prev]
-        self.s2s = [
-            layer.state_to_state(h) for layer, h in zip(self.layers, self.h_prev, strict=True)
-        ]
+        self.dtype = self.stem_w.dtype
+        # the image drawn so far, scaled like the model's input, with the stem's zero padding
+        self.image = x.new_zeros(n, C, H + 2 * r, W + 2 * r, dtype=self.dtype)
         self.row = 0
 
-    def _new_row(self, i: int) -> None:
-        self.h_prev, self.c_prev = self.h_cur, self.c_cur
-        self.h_cur = [torch.zeros_like(h) for h in self.h_prev]
-        self.c_cur = [torch.zeros_like(h) for h in self.h_prev]
-        self.s2s = [
-            layer.state_to_state(h) for layer, h in zip(self.layers, self.h_prev, strict=True)
-        ]
-        for buf in self.inputs:
-            buf.zero_()
-        self.row = i
+    def zeros(self, *shape: int) -> torch.Tensor:
+        return self.x.new_zeros(*shape, dtype=self.dtype)
+
+    def new_row(self, i: int) -> None:
+        """Row i starts: everything in rows before it is final."""
+
+    def layer_at(self, index: int, layer, i: int, j: int, a: torch.Tensor) -> torch.Tensor:
+        """Layer ``index``'s output at (i, j) from its input ``a`` ``(n, 2h)`` there."""
+        raise NotImplementedError
 
     def pixel_done(self, i: int, j: int) -> None:
         """All colours of (i, j) are drawn: store the complete pixel for the next stems."""
-        self.image[:, :, i + self.r, j + self.r] = preprocess(self.x[:, :, i, j], self.image.dtype)
+        self.image[:, :, i + self.r, j + self.r] = preprocess(self.x[:, :, i, j], self.dtype)
 
     def __call__(self, i: int, j: int, c: int, want_logits) -> torch.Tensor | None:
         if i != self.row:
-            self._new_row(i)
+            self.row = i
+            self.new_row(i)
         r = self.r
-        # the sub-pixels drawn so far, scaled like the model's input
-        self.image[:, :, i + r, j + r] = preprocess(self.x[:, :, i, j], self.image.dtype)
+        self.image[:, :, i + r, j + r] = preprocess(self.x[:, :, i, j], self.dtype)
         patch = self.image[:, :, i : i + r + 1, j : j + 2 * r + 1].reshape(self.x.shape[0], -1)
         a = patch @ self.stem_w.T + self.stem_b  # stem output at (i, j): (n, 2h)
         total = a
-        for layer_idx, layer in enumerate(self.layers):
-            k = self.k[layer_idx]
-            buf = self.inputs[layer_idx]
-            buf[:, :, j + k] = a
-            window = buf[:, :, j : j + k + 1]  # layer inputs at (i, j - k) .. (i, j)
-            gates = torch.einsum("nft,gft->ng", window, self.is_w[layer_idx])
-            gates = gates + layer.input_to_state.bias + self.s2s[layer_idx][:, :, j]
-            h, cell = lstm_update(gates, self.c_prev[layer_idx][:, :, j])
-            self.h_cur[layer_idx][:, :, j] = h
-            self.c_cur[layer_idx][:, :, j] = cell
-            a = a + h @ self.out_w[layer_idx].T + layer.output.bias
+        for index, layer in enumerate(self.model.layers):
+            a = self.layer_at(index, layer, i, j, a)
             total = total + a if self.model.skip else a
         if want_logits is None:
             return None
         hidden = F.relu(F.relu(total) @ self.head_w1.T + self.head_b1)
         return (hidden @ self.head_w2[c].T + self.head_b2[c]).float()
+
+
+class _CachedRowLSTM(_CachedModel):
+    """Row LSTM: per layer, the current row's inputs (for input-to-state), the previous row's
+    states and their state-to-state contribution (computed once per row), the current row's states.
+    """
+
+    def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
+        super().__init__(model, x)
+        n, _, _, W = x.shape
+        layers: list[RowLSTM] = list(model.layers)
+        self.k = [
+            layer.input_to_state.kernel_size[1] // 2 for layer in layers
+        ]  # taps left of centre
+        self.is_w = [
+            layer.input_to_state.masked_weight()[:, :, 0, : k + 1]
+            for layer, k in zip(layers, self.k, strict=True)
+        ]
+        self.out_w = [layer.output.masked_weight()[:, :, 0, 0] for layer in layers]
+        feats = model.stem.out_channels
+        self.inputs = [self.zeros(n, feats, W + k) for k in self.k]  # k zero columns on the left
+        self.h_cur = [self.zeros(n, layer.hidden, W) for layer in layers]
+        self.c_cur = [torch.zeros_like(h) for h in self.h_cur]
+        self.new_row(0)
+
+    def new_row(self, i: int) -> None:
+        self.h_prev, self.c_prev = self.h_cur, self.c_cur
+        self.h_cur = [torch.zeros_like(h) for h in self.h_prev]
+        self.c_cur = [torch.zeros_like(h) for h in self.h_prev]
+        self.s2s = [
+            layer.state_to_state(h) for layer, h in zip(self.model.layers, self.h_prev, strict=True)
+        ]
+        for buf in self.inputs:
+            buf.zero_()
+
+    def layer_at(self, index: int, layer: RowLSTM, i: int, j: int, a: torch.Tensor) -> torch.Tensor:
+        k, buf = self.k[index], self.inputs[index]
+        buf[:, :, j + k] = a
+        window = buf[:, :, j : j + k + 1]  # layer inputs at (i, j - k) .. (i, j)
+        gates = torch.einsum("nft,gft->ng", window, self.is_w[index])
+        gates = gates + layer.input_to_state.bias + self.s2s[index][:, :, j]
+        h, cell = lstm_update(gates, self.c_prev[index][:, :, j])
+        self.h_cur[index][:, :, j] = h
+        self.c_cur[index][:, :, j] = cell
+        return a + h @ self.out_w[index].T + layer.output.bias
+
+
+class _CachedDiagonalBiLSTM(_CachedModel):
+    """Diagonal BiLSTM without the skew: the left state at (i, j) needs the left states at
+    (i, j - 1) and (i - 1, j), both already final in raster order. The right map row i needs the
+    right states of row i - 1, which depend only on finished rows: they are computed once, right
+    to left, when row i starts.
+    """
+
+    def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
+        super().__init__(model, x)
+        n, _, _, W = x.shape
+        layers: list[DiagonalBiLSTM] = list(model.layers)
+        feats = model.stem.out_channels
+        self.inputs_prev = [self.zeros(n, feats, W) for _ in layers]  # layer inputs, row i - 1
+        self.inputs = [self.zeros(n, feats, W) for _ in layers]  # layer inputs, row i
+        shape = [(n, layer.left.hidden, W) for layer in layers]
+        self.left_h_prev = [self.zeros(*s) for s in shape]  # left states, row i - 1
+        self.left_h = [self.zeros(*s) for s in shape]  # left states, row i
+        self.left_c = [self.zeros(*s) for s in shape]
+        self.right_h = [self.zeros(*s) for s in shape]  # right states, row i - 1 (the shifted map)
+        self.right_c = [self.zeros(*s) for s in shape]
+
+    def _weights(self, direction: DiagonalLSTM) -> tuple[torch.Tensor, ...]:
+        w = direction.state_to_state.weight  # (4h, h, 2): tap 0 = the state above, tap 1 = beside
+        return direction.input_to_state.masked_weight()[:, :, 0, 0], w[:, :, 0], w[:, :, 1]
+
+    def new_row(self, i: int) -> None:
+        image_prev = self.image[:, :, i - 1 + self.r, self.r : self.image.shape[3] - self.r]
+        for index, layer in enumerate(self.model.layers):
+            self.inputs_prev[index], self.inputs[index] = (
+                self.inputs[index],
+                self.inputs_prev[index],
+            )
+            self.left_h_prev[index] = self.left_h[index].clone()
+            self._right_row(index, layer, self.inputs_prev[index], image_prev)
+
+    def _right_row(self, index: int, layer, inputs: torch.Tensor, image: torch.Tensor) -> None:
+        """Right-to-left pass over the finished row: states (i, j) from (i, j + 1) and (i - 1, j)."""
+        w_is, w_above, w_beside = self._weights(layer.right)
+        right = layer.right
+        above = self.right_h[index]
+        h_row, c_row = torch.zeros_like(above), torch.zeros_like(above)
+        h, c = above[:, :, 0] * 0, above[:, :, 0] * 0
+        w_img = layer.right_image.weight[:, :, 0, 0]
+        for j in reversed(range(inputs.shape[2])):
+            gates = (
+                inputs[:, :, j] @ w_is.T
+                + right.input_to_state.bias
+                + image[:, :, j] @ w_img.T
+                + layer.right_image.bias
+                + above[:, :, j] @ w_above.T
+                + h @ w_beside.T
+                + right.state_to_state.bias
+            )
+            h, c = lstm_update(gates, c)
+            h_row[:, :, j], c_row[:, :, j] = h, c
+        self.right_h[index], self.right_c[index] = h_row, c_row
+
+    def layer_at(self, index: int, layer, i: int, j: int, a: torch.Tensor) -> torch.Tensor:
+        self.inputs[index][:, :, j] = a
+        w_is, w_above, w_beside = self._weights(layer.left)
+        left = layer.left
+        beside_h = (
+            self.left_h[index][:, :, j - 1]
+            if j > 0
+            else torch.zeros_like(self.left_h[index][:, :, 0])
+        )
+        beside_c = self.left_c[index][:, :, j - 1] if j > 0 else torch.zeros_like(beside_h)
+        gates = (
+            a @ w_is.T
+            + left.input_to_state.bias
+            + self.left_h_prev[index][:, :, j] @ w_above.T
+            + beside_h @ w_beside.T
+            + left.state_to_state.bias
+        )
+        h, c = lstm_update(gates, beside_c)
+        self.left_h[index][:, :, j], self.left_c[index][:, :, j] = h, c
+        right = self.right_h[index][:, :, j] if i > 0 else torch.zeros_like(h)
+        return a + (h + right) @ layer.output.masked_weight()[:, :, 0, 0].T + layer.output.bias
+
+
+CACHED = {"row_lstm": _CachedRowLSTM, "diagonal_bilstm": _CachedDiagonalBiLSTM}

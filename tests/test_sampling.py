@@ -98,7 +98,38 @@ def test_bad_arguments_give_clear_errors():
         sample(model, 1, (3, 4, 4), temperature=0)
     with pytest.raises(ValueError, match="method"):
         sample(model, 1, (3, 4, 4), method="fast")
-    with pytest.raises(ValueError, match="cached sampling is implemented for the Row LSTM"):
+    with pytest.raises(ValueError, match="cached sampling is implemented for"):
         sample(_model(arch="pixelcnn"), 1, (3, 4, 4), method="cached")
     with pytest.raises(ValueError, match="prefix"):
         sample(model, 2, (3, 4, 4), prefix=(torch.zeros(3, 3, 4, 4), torch.ones(3, 3, 4, 4)))
+
+
+@pytest.mark.parametrize(
+    "channels,shape,skip", [(3, (3, 5, 7), False), (1, (1, 6, 4), True), (3, (3, 4, 3), False)]
+)
+def test_cached_equals_naive_diagonal_bilstm(channels, shape, skip):
+    model = _model(arch="diagonal_bilstm", channels=channels, skip=skip)
+    naive = sample(model, 3, shape, "naive", generator=_gen())
+    cached = sample(model, 3, shape, "cached", generator=_gen())
+    assert torch.equal(naive, cached)
+
+
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
+def test_cached_logits_match_the_full_forward(arch):
+    """Teacher forcing a real image through the cached stepper gives the model's own logits."""
+    from pixelrnn_utils.sampling import CACHED
+
+    model = _model(arch=arch).eval()
+    image = torch.randint(0, 256, (2, 3, 4, 5), generator=_gen(5))
+    with torch.no_grad():
+        full = model(image)
+        x = torch.zeros_like(image)
+        step = CACHED[arch](model, x)
+        for i in range(4):
+            for j in range(5):
+                for c in range(3):
+                    torch.testing.assert_close(
+                        step(i, j, c, True), full[:, :, c, i, j], atol=1e-5, rtol=1e-5
+                    )
+                    x[:, c, i, j] = image[:, c, i, j]
+                step.pixel_done(i, j)
