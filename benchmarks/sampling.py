@@ -1,6 +1,6 @@
 """Naive vs cached sampling: wall time for the seed configuration, measured in one run.
 
-    python benchmarks/sampling.py [--batch 8 16] [--size 32] [--device cpu] [--json]
+    python benchmarks/sampling.py [--batch 8 16] [--size 32] [--arch row_lstm] [--device cpu] [--json]
 
 For each batch size both samplers draw from the same model with the same generator seed; the script
 checks that the images are identical and prints a markdown table with the speed-up. The model is the
@@ -46,6 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm"])
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -53,9 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = (
-        build_model("row_lstm", 3, hidden=args.hidden, layers=args.layers).to(args.device).eval()
-    )
+    model = build_model(args.arch, 3, hidden=args.hidden, layers=args.layers).to(args.device).eval()
     shape = (3, args.size, args.size)
     rows = []
     for n in args.batch:
@@ -82,7 +81,7 @@ def main() -> None:
         "device": device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "model": f"row_lstm hidden={args.hidden} layers={args.layers}",
+        "model": f"{args.arch} hidden={args.hidden} layers={args.layers}",
         "image": list(shape),
     }
     if args.json:
