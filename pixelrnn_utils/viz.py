@@ -10,7 +10,13 @@ import torch
 from matplotlib.colors import to_rgb
 from torchvision.utils import make_grid
 
-__all__ = ["image_grid", "show_images", "plot_receptive_field", "RECEPTIVE_FIELD_COLOURS"]
+__all__ = [
+    "image_grid",
+    "show_images",
+    "plot_receptive_field",
+    "plot_training_curves",
+    "RECEPTIVE_FIELD_COLOURS",
+]
 
 
 def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
@@ -165,6 +171,3 @@ def plot_training_curves(
     if title is not None:
         ax.set_title(title)
     return ax
-
-
-__all__ += ["plot_training_curves"]
