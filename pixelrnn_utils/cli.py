@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -133,7 +134,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, info = load_checkpoint(args.checkpoint, map_location=device)
     run = info.get("train", {})
-    source = args.data or run.get("data") or data_source()
+    # --data, else $PIXELRNN_DATA, else the data the run was trained on
+    source = args.data or os.environ.get("PIXELRNN_DATA") or run.get("data") or data_source()
     channels, size = model.in_channels, run.get("image_size", 32)
     if args.split == "test":
         if Path(source).exists():
