@@ -128,35 +128,37 @@ def _evaluate(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, Subset
 
     from .checkpoint import load_checkpoint
-    from .data import load_dataset, split_dataset
-    from .train import evaluate
+    from .data import load_dataset
+    from .train import TrainConfig, evaluate, load_splits
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, info = load_checkpoint(args.checkpoint, map_location=device)
-    run = info.get("train", {})
+    # the run's own settings, so that "val" is exactly the split it held out
+    run = TrainConfig(**{**info.get("train", {}), "channels": model.in_channels, "val_limit": None})
     # --data, else $PIXELRNN_DATA, else the data the run was trained on
-    source = args.data or os.environ.get("PIXELRNN_DATA") or run.get("data") or data_source()
-    channels, size = model.in_channels, run.get("image_size", 32)
+    run.data = args.data or os.environ.get("PIXELRNN_DATA") or run.data
+    run.data_root = args.data_root
     if args.split == "test":
-        if Path(source).exists():
-            raise SystemExit(
-                f"error: {source} is an image folder and has no test split; use --split val"
+        if Path(run.data).exists():
+            raise ValueError(
+                f"{run.data} is an image folder and has no test split; use --split val"
             )
         held_out = load_dataset(
-            source, root=args.data_root, train=False, image_size=size, channels=channels
+            run.data,
+            root=run.data_root,
+            train=False,
+            image_size=run.image_size,
+            channels=run.channels,
         )
-    else:  # the same deterministic split the run trained with
-        data = load_dataset(
-            source, root=args.data_root, train=True, image_size=size, channels=channels
-        )
-        _, held_out = split_dataset(data, run.get("val_fraction", 0.1), seed=run.get("seed", 0))
+    else:
+        _, held_out = load_splits(run)
     limit = args.limit if args.limit is not None else _defaults("evaluate").get("limit")
     if limit is not None:
         held_out = Subset(held_out, range(min(limit, len(held_out))))
     result = evaluate(
         model, DataLoader(held_out, batch_size=args.batch_size), device, progress=not args.json
     )
-    result.update(checkpoint=str(args.checkpoint), data=str(source), split=args.split)
+    result.update(checkpoint=str(args.checkpoint), data=str(run.data), split=args.split)
     if args.json:
         print(json.dumps(result))
     else:

@@ -117,9 +117,9 @@ def sample(
                 u = torch.rand(n, generator=generator).to(device)
                 if mask[:, c, i, j].all():
                     value = known[:, c, i, j]
-                    step(i, j, c, None)  # caches still see the pixel
+                    step(i, j, c, want_logits=False)  # caches still see the pixel
                 else:
-                    value = draw(step(i, j, c, True), u, temperature)
+                    value = draw(step(i, j, c, want_logits=True), u, temperature)
                     value = torch.where(mask[:, c, i, j], known[:, c, i, j], value)
                 x[:, c, i, j] = value
                 bar.update(1)
@@ -135,8 +135,8 @@ class _NaiveStepper:
     def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
         self.model, self.x = model, x
 
-    def __call__(self, i: int, j: int, c: int, want_logits) -> torch.Tensor | None:
-        return None if want_logits is None else self.model(self.x)[:, :, c, i, j].float()
+    def __call__(self, i: int, j: int, c: int, want_logits: bool) -> torch.Tensor | None:
+        return self.model(self.x)[:, :, c, i, j].float() if want_logits else None
 
     def pixel_done(self, i: int, j: int) -> None:
         """Nothing is cached."""
@@ -180,7 +180,7 @@ class _CachedModel:
         """All colours of (i, j) are drawn: store the complete pixel for the next stems."""
         self.image[:, :, i + self.r, j + self.r] = preprocess(self.x[:, :, i, j], self.dtype)
 
-    def __call__(self, i: int, j: int, c: int, want_logits) -> torch.Tensor | None:
+    def __call__(self, i: int, j: int, c: int, want_logits: bool) -> torch.Tensor | None:
         if i != self.row:
             self.row = i
             self.new_row(i)
@@ -192,7 +192,7 @@ class _CachedModel:
         for index, layer in enumerate(self.model.layers):
             a = self.layer_at(index, layer, i, j, a)
             total = total + a if self.model.skip else a
-        if want_logits is None:
+        if not want_logits:
             return None
         hidden = F.relu(F.relu(total) @ self.head_w1.T + self.head_b1)
         return (hidden @ self.head_w2[c].T + self.head_b2[c]).float()
