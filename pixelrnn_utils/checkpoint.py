@@ -5,7 +5,9 @@ A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts
 * ``config``: the ``build_model`` arguments, so ``load_checkpoint`` can rebuild the model;
 * ``model``: the weights; ``optimizer``: the optimiser state (for ``--resume``);
 * ``epoch``: the last *completed* epoch; ``metrics``: one dict per completed epoch;
-* ``rng``: the torch (CPU and CUDA) and Python random states; ``train``: the training settings.
+* ``rng``: the torch (CPU and CUDA) and Python random states; ``train``: the training settings;
+* written by the trainer also ``scaler`` (the float16 GradScaler's state) and ``position``: where
+  in the next epoch a mid-epoch checkpoint was taken (batch, images, running loss), else None.
 
 It is written **atomically** (a temporary file in the same folder, then ``os.replace``), so a run
 killed at any moment leaves either the previous checkpoint or the new one, never half a file.

@@ -67,9 +67,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--skip", action="store_true", help="skip connections from every layer to the head"
     )
     t.add_argument(
-        "--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA"
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="auto (default): bf16 on recent GPUs and on CPUs with native bf16, fp16 + GradScaler "
+        "on older GPUs, else fp32. The LSTM state, the loss and evaluation stay float32.",
     )
-    t.add_argument("--compile", action="store_true", help="torch.compile the model")
+    t.add_argument(
+        "--no-amp",
+        dest="precision",
+        action="store_const",
+        const="fp32",
+        help="same as --precision fp32",
+    )
+    t.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (CUDA: with CUDA graphs); compiling takes a minute or more",
+    )
+    t.add_argument(
+        "--save-every",
+        type=float,
+        default=10.0,
+        metavar="MINUTES",
+        help="also write OUT/last.pt every MINUTES during an epoch (default 10; 0: epoch ends only)",
+    )
+    t.add_argument(
+        "--lr-schedule",
+        default="constant",
+        choices=["constant", "cosine"],
+        help="constant (the seed's) or cosine: decay to 0 over the run's epochs",
+    )
     t.add_argument("--data-root", default="data", help="where torchvision datasets are downloaded")
 
     e = sub.add_parser("evaluate", help="bits/dim of a checkpoint on held-out images")
@@ -131,10 +159,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .train import TrainConfig, evaluate, load_splits
 
+    limit = args.limit if args.limit is not None else _defaults("evaluate").get("limit")
+    if limit is not None and limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {limit}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, info = load_checkpoint(args.checkpoint, map_location=device)
-    # the run's own settings, so that "val" is exactly the split it held out
-    run = TrainConfig(**{**info.get("train", {}), "channels": model.in_channels, "val_limit": None})
+    # the run's own settings, so that "val" is exactly the split it held out; no training image
+    # is decoded (limit 0) and only the first `limit` held-out images are
+    run = TrainConfig.from_dict(
+        {**info.get("train", {}), "channels": model.in_channels, "val_limit": limit, "limit": 0}
+    )
     # --data, else $PIXELRNN_DATA, else the data the run was trained on
     run.data = args.data or os.environ.get("PIXELRNN_DATA") or run.data
     run.data_root = args.data_root
@@ -150,11 +184,10 @@ def _evaluate(args: argparse.Namespace) -> int:
             image_size=run.image_size,
             channels=run.channels,
         )
+        if limit is not None:
+            held_out = Subset(held_out, range(min(limit, len(held_out))))
     else:
         _, held_out = load_splits(run)
-    limit = args.limit if args.limit is not None else _defaults("evaluate").get("limit")
-    if limit is not None:
-        held_out = Subset(held_out, range(min(limit, len(held_out))))
     result = evaluate(
         model, DataLoader(held_out, batch_size=args.batch_size), device, progress=not args.json
     )

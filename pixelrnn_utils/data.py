@@ -25,10 +25,22 @@ How a file becomes integers (see :func:`pil_to_array`):
    round-trips to the identical integers). Any other size is resized so that its **shorter side** is
    ``image_size`` (bicubic, Pillow) and then **centre-cropped** to a square. ``image_size=None`` keeps
    the native size (then every image must have the same size).
+
+Decoding 50,000 JPEGs takes several seconds, so large decodes are **cached**: the uint8 arrays are
+saved under :func:`cache_dir` (``$PIXELRNN_CACHE``, else ``~/.cache/pixelrnn_utils``), keyed by
+everything that determines them -- every file's path, size and modification time (or the
+torchvision dataset's files), ``image_size``, ``channels`` and which images were asked for. A
+changed folder or changed options therefore never reuse a stale cache, and a cache file that cannot
+be read is rebuilt with a :class:`DataCacheWarning`, never trusted. Pass ``indices`` (or ``limit``)
+to decode only the images you need.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +55,11 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "TORCHVISION_SOURCES",
     "CorruptImageWarning",
+    "DataCacheWarning",
     "ImageDataset",
+    "cache_dir",
+    "count_images",
+    "split_indices",
     "project_root",
     "load_dataset",
     "pil_to_array",
@@ -75,8 +91,17 @@ _PROGRESS_MIN_IMAGES = 1000
 _PROGRESS_INTERVAL_S = 1.0
 
 
+# Cache decodes of at least this many images (smaller ones take well under a second).
+_CACHE_MIN_IMAGES = 1000
+_CACHE_FORMAT = "pixelrnn_utils.decoded/1"
+
+
 class CorruptImageWarning(UserWarning):
     """An image file could not be decoded and was skipped."""
+
+
+class DataCacheWarning(UserWarning):
+    """A decoded-data cache file was unreadable or could not be written; nothing is lost."""
 
 
 def project_root() -> Path:
@@ -176,6 +201,7 @@ class ImageDataset(Dataset):
         labels: ``long`` tensor ``(N,)``.
         classes: class names; ``labels`` index into it.
         files: the image files kept (ImageFolder sources), else ``None``.
+        indices: for each image, its position in the source's full (sorted) list of images.
     """
 
     def __init__(
@@ -184,6 +210,7 @@ class ImageDataset(Dataset):
         labels: torch.Tensor,
         classes: Sequence[str],
         files: list[Path] | None = None,
+        indices: list[int] | None = None,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
@@ -193,6 +220,7 @@ class ImageDataset(Dataset):
         self.labels = labels.long()
         self.classes = list(classes)
         self.files = files
+        self.indices = list(range(images.shape[0])) if indices is None else list(indices)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -224,6 +252,112 @@ def _spread(n: int, limit: int | None) -> list[int]:
     return [i * n // limit for i in range(limit)]
 
 
+def _select(n: int, limit: int | None, indices: Sequence[int] | None) -> list[int]:
+    """The source positions to decode: ``indices`` (sorted, checked) or ``limit`` spread ones."""
+    if indices is None:
+        return _spread(n, limit)
+    keep = sorted(set(int(i) for i in indices))
+    if keep and (keep[0] < 0 or keep[-1] >= n):
+        raise ValueError(f"indices must lie in 0..{n - 1}, got {keep[0]}..{keep[-1]}")
+    return keep[:limit] if limit is not None else keep
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoded-data cache
+# ---------------------------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are cached: ``$PIXELRNN_CACHE``, else ``~/.cache/pixelrnn_utils``."""
+    if os.environ.get("PIXELRNN_CACHE"):
+        return Path(os.environ["PIXELRNN_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pixelrnn_utils"
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def _read_cache(key: str) -> dict | None:
+    """The cached decode for ``key``, or None. A damaged file is removed with a warning."""
+    path = cache_dir() / f"{key[:40]}.pt"
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        images, labels = state["images"], state["labels"]
+        ok = (
+            state["format"] == _CACHE_FORMAT
+            and state["key"] == key
+            and images.dtype == torch.uint8
+            and images.dim() == 4
+            and len(labels) == len(images) == len(state["kept"])
+        )
+        if not ok:
+            raise ValueError("its contents do not match what was asked for")
+        return state
+    except Exception as e:  # anything unreadable is rebuilt, never trusted
+        warnings.warn(
+            f"decoded-data cache {path} is damaged ({type(e).__name__}: {e}); decoding again",
+            DataCacheWarning,
+            stacklevel=4,
+        )
+        path.unlink(missing_ok=True)
+        return None
+
+
+def _write_cache(key: str, state: dict) -> None:
+    """Write a cache file atomically; a cache that cannot be written only costs time."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".decoded.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            torch.save({"format": _CACHE_FORMAT, "key": key, **state}, f)
+        os.replace(tmp, folder / f"{key[:40]}.pt")
+    except OSError as e:
+        warnings.warn(
+            f"could not write the decoded-data cache in {folder} ({e}); set PIXELRNN_CACHE to a "
+            "writable folder to make the next load fast",
+            DataCacheWarning,
+            stacklevel=4,
+        )
+
+
+def _cached_decode(
+    key_parts: dict, keep: list[int], decode, skipped_warning
+) -> tuple[torch.Tensor, list[int], list[int]]:
+    """Decode ``keep`` with ``decode(keep) -> (images, labels, kept)``, through the cache.
+
+    Returns ``(images uint8 (N, C, H, W), labels, kept source positions)``. A cache of the whole
+    source is used for any subset of it. ``skipped_warning(i)`` re-issues the warning for a
+    source position that was unreadable when the cache was built.
+    """
+    everything = _digest({**key_parts, "keep": "all"})
+    wanted = _digest({**key_parts, "keep": keep})
+    for key in (everything, wanted):
+        state = _read_cache(key)
+        if state is None:
+            continue
+        kept = state["kept"].tolist()
+        position = {source: k for k, source in enumerate(kept)}
+        missing = [i for i in keep if i not in position]
+        for i in missing:
+            skipped_warning(i)
+        rows = [position[i] for i in keep if i in position]
+        if not rows:
+            raise ValueError("none of the requested images could be decoded")
+        return state["images"][rows], state["labels"][rows].tolist(), [kept[r] for r in rows]
+    images, labels, kept = decode(keep)
+    if len(keep) >= _CACHE_MIN_IMAGES:
+        key = everything if len(keep) == key_parts["n"] else wanted
+        _write_cache(
+            key, {"images": images, "labels": torch.tensor(labels), "kept": torch.tensor(kept)}
+        )
+    return images, labels, kept
+
+
 def _stack(arrays: list[np.ndarray], names: list[str]) -> torch.Tensor:
     """Stack ``(C, H, W)`` arrays; a clear error when their sizes differ (``image_size=None``)."""
     first = arrays[0].shape
@@ -242,6 +376,11 @@ def _is_image(path: Path) -> bool:
     )
 
 
+def _list_files(folder: Path) -> list[Path]:
+    """Image files directly in ``folder`` or below it (not hidden), sorted."""
+    return sorted(p for p in folder.rglob("*") if _is_image(p))
+
+
 def _find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     """List the image files of an ImageFolder (or a flat folder) in sorted order."""
     files: list[Path] = []
@@ -249,7 +388,7 @@ def _find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     classes: list[str] = []
     subfolders = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     for subfolder in subfolders:
-        class_files = sorted(p for p in subfolder.rglob("*") if _is_image(p))
+        class_files = _list_files(subfolder)
         if class_files:
             labels += [len(classes)] * len(class_files)
             classes.append(subfolder.name)
@@ -267,25 +406,75 @@ def _find_images(folder: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
+def _fingerprint(files: list[Path], folder: Path) -> str:
+    """Changes whenever a file is added, removed, renamed, rewritten or touched."""
+    stats = []
+    for f in files:
+        st = f.stat()
+        stats.append((str(f.relative_to(folder)), st.st_size, st.st_mtime_ns))
+    return _digest(stats)
+
+
 def _load_image_folder(
-    folder: Path, image_size: int | None, channels: int, limit: int | None
+    folder: Path,
+    image_size: int | None,
+    channels: int,
+    limit: int | None,
+    indices: Sequence[int] | None = None,
 ) -> ImageDataset:
-    """Decode an ImageFolder once into memory (skipping unreadable files with a warning)."""
+    """Decode an ImageFolder into memory (skipping unreadable files with a warning), cached."""
     files, labels, classes = _find_images(folder)
-    keep = _spread(len(files), limit)
-    arrays: list[np.ndarray] = []
-    kept_files: list[Path] = []
-    kept_labels: list[int] = []
-    for i in _progress(keep, f"decoding {folder.name}"):
-        array = _read_file(files[i], image_size, channels)
-        if array is not None:
-            arrays.append(array)
-            kept_files.append(files[i])
-            kept_labels.append(labels[i])
-    if not arrays:
-        raise ValueError(f"none of the {len(keep)} image files in {folder} could be decoded")
-    images = _stack(arrays, [str(f) for f in kept_files])
-    return ImageDataset(images, torch.tensor(kept_labels), classes, kept_files)
+    keep = _select(len(files), limit, indices)
+    key_parts = {
+        "source": str(folder),
+        "files": _fingerprint(files, folder),
+        "n": len(files),
+        "image_size": image_size,
+        "channels": channels,
+    }
+
+    def decode(keep: list[int]) -> tuple[torch.Tensor, list[int], list[int]]:
+        arrays: list[np.ndarray] = []
+        kept: list[int] = []
+        for i in _progress(keep, f"decoding {folder.name}"):
+            array = _read_file(files[i], image_size, channels)
+            if array is not None:
+                arrays.append(array)
+                kept.append(i)
+        if not arrays:
+            raise ValueError(f"none of the {len(keep)} image files in {folder} could be decoded")
+        return _stack(arrays, [str(files[i]) for i in kept]), [labels[i] for i in kept], kept
+
+    def skipped(i: int) -> None:
+        warnings.warn(
+            f"skipping unreadable image {files[i]} (found unreadable when it was cached)",
+            CorruptImageWarning,
+            stacklevel=4,
+        )
+
+    images, kept_labels, kept = _cached_decode(key_parts, keep, decode, skipped)
+    return ImageDataset(
+        images, torch.tensor(kept_labels), classes, [files[i] for i in kept], indices=kept
+    )
+
+
+_TORCHVISION_CLASSES = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
+
+
+def _torchvision_dataset(name: str, root: Path, train: bool, download: bool):
+    """The torchvision dataset object (downloaded into ``root`` when missing and allowed)."""
+    import torchvision.datasets as tv
+
+    dataset_class = getattr(tv, _TORCHVISION_CLASSES[name])
+    try:
+        return dataset_class(str(root), train=train, download=download)
+    except Exception as e:
+        raise RuntimeError(
+            f"could not load {name!r} into {root} ({type(e).__name__}: {e}). Without network "
+            f"access, use a local ImageFolder (root/<class>/<image>.png|jpg) instead: set "
+            f"PIXELRNN_DATA, e.g. `export PIXELRNN_DATA=/path/to/images`, or pass its path as "
+            f"source."
+        ) from e
 
 
 def _load_torchvision(
@@ -296,31 +485,56 @@ def _load_torchvision(
     channels: int,
     limit: int | None,
     download: bool,
+    indices: Sequence[int] | None = None,
 ) -> ImageDataset:
     """Fetch a torchvision dataset and convert it like an ImageFolder (same size/mode rules)."""
-    import torchvision.datasets as tv
+    dataset = _torchvision_dataset(name, root, train, download)
+    keep = _select(len(dataset), limit, indices)
+    folder = root / _TORCHVISION_CLASSES[name]
+    if hasattr(dataset, "base_folder"):  # CIFAR-10 keeps its files in root/<base_folder>
+        folder = root / dataset.base_folder
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    key_parts = {
+        "source": f"torchvision:{name}:{'train' if train else 'test'}:{root}",
+        "files": _fingerprint(files, root),
+        "n": len(dataset),
+        "image_size": image_size,
+        "channels": channels,
+    }
 
-    dataset_class = {"cifar10": tv.CIFAR10, "mnist": tv.MNIST, "fashion_mnist": tv.FashionMNIST}[
-        name
-    ]
-    try:
-        dataset = dataset_class(str(root), train=train, download=download)
-    except Exception as e:
-        raise RuntimeError(
-            f"could not load {name!r} into {root} ({type(e).__name__}: {e}). Without network "
-            f"access, use a local ImageFolder (root/<class>/<image>.png|jpg) instead: set "
-            f"PIXELRNN_DATA, e.g. `export PIXELRNN_DATA=/path/to/images`, or pass its path as "
-            f"source."
-        ) from e
-    keep = _spread(len(dataset), limit)
-    arrays = []
-    labels = []
-    for i in _progress(keep, f"converting {name}"):
-        image, label = dataset[i]
-        arrays.append(pil_to_array(image, image_size, channels))
-        labels.append(int(label))
-    images = _stack(arrays, [f"{name}[{i}]" for i in keep])
-    return ImageDataset(images, torch.tensor(labels), dataset.classes)
+    def decode(keep: list[int]) -> tuple[torch.Tensor, list[int], list[int]]:
+        arrays, labels = [], []
+        for i in _progress(keep, f"converting {name}"):
+            image, label = dataset[i]
+            arrays.append(pil_to_array(image, image_size, channels))
+            labels.append(int(label))
+        return _stack(arrays, [f"{name}[{i}]" for i in keep]), labels, keep
+
+    images, labels, kept = _cached_decode(key_parts, keep, decode, lambda i: None)
+    return ImageDataset(images, torch.tensor(labels), dataset.classes, indices=kept)
+
+
+def count_images(
+    source: str | Path, root: str | Path = "data", train: bool = True, download: bool = True
+) -> int:
+    """How many images ``load_dataset(source, ...)`` would see, without decoding any."""
+    if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
+        root = Path(root).expanduser().resolve()
+        return len(_torchvision_dataset(source.lower(), root, train, download))
+    return len(_find_images(_check_folder(source))[0])
+
+
+def _check_folder(source: str | Path) -> Path:
+    folder = Path(source).expanduser()
+    if not folder.exists():
+        raise FileNotFoundError(
+            f"dataset path {str(source)!r} does not exist (resolved: {folder.resolve()}). Use one of "
+            f"{', '.join(TORCHVISION_SOURCES)} or an existing ImageFolder; check PIXELRNN_DATA, e.g. "
+            f"`export PIXELRNN_DATA=/path/to/images`."
+        )
+    if not folder.is_dir():
+        raise ValueError(f"dataset path {folder} is a file; expected a folder root/<class>/<image>")
+    return folder.resolve()
 
 
 def load_dataset(
@@ -331,6 +545,7 @@ def load_dataset(
     channels: int = 3,
     limit: int | None = None,
     download: bool = True,
+    indices: Sequence[int] | None = None,
 ) -> ImageDataset:
     """Load images as ``(long (C, H, W) in 0..255, int label)`` items.
 
@@ -347,6 +562,9 @@ def load_dataset(
         limit: keep at most this many images, evenly spread over the sorted file list (so a small
             run still sees every class). Deterministic.
         download: let torchvision download a missing dataset.
+        indices: decode only these positions of the source's sorted image list (``limit`` then
+            keeps the first ``limit`` of them). The result's ``indices`` attribute says which
+            positions it holds (unreadable files are skipped).
 
     Raises:
         FileNotFoundError: ``source`` is neither a known name nor an existing path.
@@ -357,17 +575,10 @@ def load_dataset(
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
     if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
         root = Path(root).expanduser().resolve()
-        return _load_torchvision(source.lower(), root, train, image_size, channels, limit, download)
-    folder = Path(source).expanduser()
-    if not folder.exists():
-        raise FileNotFoundError(
-            f"dataset path {str(source)!r} does not exist (resolved: {folder.resolve()}). Use one of "
-            f"{', '.join(TORCHVISION_SOURCES)} or an existing ImageFolder; check PIXELRNN_DATA, e.g. "
-            f"`export PIXELRNN_DATA=/path/to/images`."
+        return _load_torchvision(
+            source.lower(), root, train, image_size, channels, limit, download, indices
         )
-    if not folder.is_dir():
-        raise ValueError(f"dataset path {folder} is a file; expected a folder root/<class>/<image>")
-    return _load_image_folder(folder.resolve(), image_size, channels, limit)
+    return _load_image_folder(_check_folder(source), image_size, channels, limit, indices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,24 +586,26 @@ def load_dataset(
 # ---------------------------------------------------------------------------------------------
 
 
-def split_dataset(
-    dataset: Dataset, val_fraction: float = 0.1, seed: int = 0
-) -> tuple[Subset, Subset]:
-    """Split into ``(train, validation)`` subsets, deterministically from ``seed``.
+def split_indices(n: int, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+    """Sorted ``(train, validation)`` positions of ``range(n)``, deterministic from ``seed``.
 
-    The split uses its own generator, so it does not depend on (or change) the global RNG state.
-    The validation part holds ``round(len * val_fraction)`` images, but each part gets at least one
-    image when the dataset has two or more. Indices inside each part are sorted.
+    The validation part holds ``round(n * val_fraction)`` positions, but each part gets at least
+    one when ``n >= 2``. Uses its own generator: the global RNG state is neither used nor changed.
     """
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction}")
-    n = len(dataset)
     n_val = round(n * val_fraction)
     if n >= 2:
         n_val = min(max(n_val, 1), n - 1)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    val_indices = sorted(order[:n_val].tolist())
-    train_indices = sorted(order[n_val:].tolist())
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def split_dataset(
+    dataset: Dataset, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[Subset, Subset]:
+    """Split into ``(train, validation)`` subsets with :func:`split_indices`."""
+    train_indices, val_indices = split_indices(len(dataset), val_fraction, seed)
     return Subset(dataset, train_indices), Subset(dataset, val_indices)
 
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .masks import MaskedConv2d
-from .row_lstm import lstm_update
+from .row_lstm import lstm_update, state_dtype
 
 __all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM"]
 
@@ -91,14 +91,18 @@ class DiagonalLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)``; ``extra`` ``(B, 4h, H, W)`` is added to input-to-state."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        x_is = skew(x_is if extra is None else x_is + extra)  # (B, 4h, H, W + H - 1)
-        inside = skew(x.new_ones(1, 1, H, W))[0, 0]  # 1 on the image, 0 outside
-        h = x.new_zeros(B, self.hidden, H)
+        x_is = x_is.to(state_dtype(x_is))  # the state is float32 even under autocast
+        if extra is not None:
+            x_is = x_is + extra
+        x_is = skew(x_is)  # (B, 4h, H, W + H - 1)
+        inside = skew(x_is.new_ones(1, 1, H, W))[0, 0]  # 1 on the image, 0 outside
+        h = x_is.new_zeros(B, self.hidden, H)
         c = torch.zeros_like(h)
         cols = []
-        for t in range(W + H - 1):
-            h, c = self.column_step(x_is[..., t], h, c)
-            h, c = h * inside[:, t], c * inside[:, t]  # states outside the image stay zero
+        # unbind, not x_is[..., t]: its backward is one stack instead of a full-size map per column
+        for is_col, in_image in zip(x_is.unbind(3), inside.unbind(1), strict=True):
+            h, c = self.column_step(is_col, h, c)
+            h, c = h * in_image, c * in_image  # states outside the image stay zero
             cols.append(h)
         return unskew(torch.stack(cols, dim=3))
 

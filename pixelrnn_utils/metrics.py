@@ -41,7 +41,11 @@ def _check(logits: torch.Tensor, x: torch.Tensor) -> None:
 def nll_per_subpixel(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """NLL in nats of every sub-pixel, shape ``(B, C, H, W)`` (computed in float32)."""
     _check(logits, x)
-    return F.cross_entropy(logits.float(), x, reduction="none")
+    B, _, C, H, W = logits.shape
+    # The models' logits are a transposed view of a (B, C, 256, H, W) map: undo the transpose so
+    # that log-softmax reads contiguous memory (same numbers, one copy fewer).
+    per_colour = logits.transpose(1, 2).reshape(B * C, 256, H, W).float()
+    return F.cross_entropy(per_colour, x.reshape(B * C, H, W), reduction="none").view(B, C, H, W)
 
 
 def nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

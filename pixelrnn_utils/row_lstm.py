@@ -28,12 +28,21 @@ from torch import nn
 
 from .masks import MaskedConv2d
 
-__all__ = ["RowLSTM", "lstm_update"]
+__all__ = ["RowLSTM", "lstm_update", "state_dtype"]
+
+
+def state_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype an LSTM state is carried in: float32, or float64 for a float64 model."""
+    return torch.promote_types(t.dtype, torch.float32)
 
 
 def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One LSTM update from pre-activation gates ``[o, f, i, g]`` stacked on dim 1."""
-    o, f, i, g = gates.chunk(4, dim=1)
+    """One LSTM update from pre-activation gates ``[o, f, i, g]`` stacked on dim 1.
+
+    Computed in float32 whatever the gates' dtype: under mixed precision the convolutions run in
+    bfloat16/float16, but the state ``c`` (and so ``h``) is carried through every row in float32.
+    """
+    o, f, i, g = gates.to(state_dtype(gates)).chunk(4, dim=1)
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
     return h, c
@@ -63,11 +72,12 @@ class RowLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)`` of the whole map, row by row."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        h = x_is.new_zeros(B, self.hidden, W)
+        x_is = x_is.to(state_dtype(x_is))  # the state is float32 even under autocast
+        h = torch.zeros(B, self.hidden, W, dtype=x_is.dtype, device=x.device)
         c = torch.zeros_like(h)
         rows = []
-        for r in range(H):
-            h, c = self.row_step(x_is[:, :, r], h, c)
+        for is_row in x_is.unbind(2):  # unbind, not x_is[:, :, r]: its backward is one stack
+            h, c = self.row_step(is_row, h, c)
             rows.append(h)
         return torch.stack(rows, dim=2)
 

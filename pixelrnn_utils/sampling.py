@@ -108,22 +108,26 @@ def sample(
     device = next(model.parameters()).device
     known, mask = _prefix(prefix, n, shape, device)
     x = torch.where(mask, known, torch.zeros_like(known))
-    step = _NaiveStepper(model, x) if method == "naive" else CACHED[model.config["arch"]](model, x)
     C, H, W = shape
     bar = tqdm(total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False)
-    for i in range(H):
-        for j in range(W):
-            for c in range(C):
-                u = torch.rand(n, generator=generator).to(device)
-                if mask[:, c, i, j].all():
-                    value = known[:, c, i, j]
-                    step(i, j, c, want_logits=False)  # caches still see the pixel
-                else:
-                    value = draw(step(i, j, c, want_logits=True), u, temperature)
-                    value = torch.where(mask[:, c, i, j], known[:, c, i, j], value)
-                x[:, c, i, j] = value
-                bar.update(1)
-            step.pixel_done(i, j)
+    # float32 throughout, even inside a caller's autocast region: both samplers then compute the
+    # same numbers, and the cached LSTM states stay float32
+    with torch.autocast(device.type, enabled=False):
+        cached = method == "cached"
+        step = CACHED[model.config["arch"]](model, x) if cached else _NaiveStepper(model, x)
+        for i in range(H):
+            for j in range(W):
+                for c in range(C):
+                    u = torch.rand(n, generator=generator).to(device)
+                    if mask[:, c, i, j].all():
+                        value = known[:, c, i, j]
+                        step(i, j, c, want_logits=False)  # caches still see the pixel
+                    else:
+                        value = draw(step(i, j, c, want_logits=True), u, temperature)
+                        value = torch.where(mask[:, c, i, j], known[:, c, i, j], value)
+                    x[:, c, i, j] = value
+                    bar.update(1)
+                step.pixel_done(i, j)
     bar.close()
     model.train(was_training)
     return x

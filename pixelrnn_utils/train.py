@@ -3,16 +3,24 @@
 ``train(TrainConfig(...))`` runs the whole loop: data -> model -> Adam -> per-epoch validation ->
 checkpoints and a metrics log in the run folder ``out``:
 
-* ``out/last.pt``: written atomically after every completed epoch (what ``--resume`` continues);
+* ``out/last.pt``: written atomically after every completed epoch **and** every ``save_every``
+  minutes during an epoch (what ``--resume`` continues, at the exact next batch);
 * ``out/best.pt``: the epoch with the lowest validation bits/dim;
-* ``out/metrics.jsonl``: one JSON object per completed epoch (train/val bits/dim, time, device).
+* ``out/metrics.jsonl``: one JSON object per completed epoch (train/val bits/dim, time, precision).
 
 Defaults reproduce the seed (Row LSTM, hidden 64, 4 layers, Adam, lr 1e-3, batch 16, 5 epochs).
-On CUDA the forward pass runs under autocast: bfloat16 where the GPU supports it (compute
-capability >= 8.0), else float16 with a GradScaler; the CPU runs in float32. Each epoch's shuffle
-is seeded by ``seed + epoch``, so a resumed run sees exactly the batches an uninterrupted run sees
-and ends with the same weights (on the CPU). Under ``torchrun --nproc_per_node=N`` the same code
-runs DistributedDataParallel; rank 0 alone writes checkpoints and logs.
+
+**Precision** is one explicit choice, ``precision="auto" | "fp32" | "bf16" | "fp16"``. ``auto``
+means bfloat16 on CUDA GPUs of compute capability >= 8.0 and on CPUs with native bfloat16
+instructions (AVX512-BF16 or AMX), float16 with a GradScaler on older GPUs, float32 otherwise.
+Mixed precision is ``torch.autocast`` around the forward pass: the convolutions run in 16 bits,
+while the LSTM state and update (see ``row_lstm.lstm_update``), the loss and every reported
+bits/dim stay float32; :func:`evaluate` always runs in float32.
+
+Each epoch's shuffle is seeded by ``seed + epoch``, so a resumed run sees exactly the batches an
+uninterrupted run sees and ends with the same weights (on the CPU). Under ``torchrun
+--nproc_per_node=N`` the same code runs DistributedDataParallel; rank 0 alone writes checkpoints
+and logs.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +40,31 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, set_rng_state
-from .data import load_dataset, split_dataset
-from .metrics import LN2, nll
+from .data import count_images, load_dataset, split_indices
+from .metrics import LN2, nll, nll_per_subpixel
 from .model import build_model
 from .settings import seed_everything
 
-__all__ = ["TrainConfig", "TrainingDiverged", "train", "evaluate", "autocast_dtype", "load_splits"]
+__all__ = [
+    "PRECISIONS",
+    "TrainConfig",
+    "TrainingDiverged",
+    "train",
+    "evaluate",
+    "autocast_dtype",
+    "resolve_precision",
+    "cpu_has_fast_bf16",
+    "learning_rate",
+    "load_splits",
+]
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -59,25 +86,115 @@ class TrainConfig:
     device: str | None = None
     seed: int = 0
     clip: float = 1.0
-    amp: bool = True
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see resolve_precision)
     compile: bool = False
     channels: int = 3
     image_size: int = 32
     data_root: str = "data"
     progress: bool = True
+    save_every: float = 10.0  # minutes between mid-epoch checkpoints; 0 = only at epoch ends
+    lr_schedule: str = "constant"  # constant (the seed) | cosine (decays to 0 over the run)
     options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. skip
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """A config from a checkpoint's ``train`` entry, including ones written by older versions."""
+        values = dict(values)
+        if values.pop("amp", True) is False and "precision" not in values:
+            values["precision"] = "fp32"
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def autocast_dtype(device: torch.device) -> torch.dtype | None:
-    """bfloat16 on GPUs with compute capability >= 8.0, float16 on older GPUs, None on CPU."""
-    if device.type != "cuda":
-        return None
-    major, _ = torch.cuda.get_device_capability(device)
-    return torch.bfloat16 if major >= 8 else torch.float16
+def cpu_has_fast_bf16() -> bool:
+    """True when this CPU has native bfloat16 instructions that PyTorch uses (AVX512-BF16, AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    try:
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    except RuntimeError:  # pragma: no cover - very old builds
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device | str) -> tuple[str, str]:
+    """``(precision, reason)``: what ``precision`` means on ``device``; ``auto`` picks one.
+
+    ``auto``: bf16 on CUDA GPUs with compute capability >= 8.0 and on CPUs with native bfloat16
+    (:func:`cpu_has_fast_bf16`); fp16 (with a GradScaler) on older GPUs; fp32 otherwise.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        bf16_ok = major >= 8
+        if precision == "bf16" and not bf16_ok:
+            raise ValueError(
+                f"this GPU (compute capability {major}.{minor}) has no fast bfloat16; "
+                "use --precision fp16 (or auto, which picks it)"
+            )
+        if precision == "auto":
+            if bf16_ok:
+                return "bf16", f"auto: bf16 on a GPU of compute capability {major}.{minor}"
+            return "fp16", f"auto: fp16 + GradScaler, the GPU ({major}.{minor}) lacks fast bf16"
+        return precision, "chosen"
+    if precision != "auto":
+        return precision, "chosen"
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return "bf16", "auto: this CPU runs bfloat16 natively (AVX512-BF16/AMX)"
+    return "fp32", f"auto: float32 ({device.type} has no fast bfloat16 path here)"
+
+
+def autocast_dtype(device: torch.device | str, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype ``precision`` means on ``device``: bfloat16, float16 or None (fp32)."""
+    return _DTYPES[resolve_precision(precision, device)[0]]
+
+
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate for optimizer step ``step`` (0-based) of ``total_steps``.
+
+    ``constant``: ``cfg.lr`` throughout (the seed). ``cosine``: ``cfg.lr`` decayed along half a
+    cosine to 0 at the end of the run (``cfg.epochs`` epochs).
+    """
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings that cannot work, before any data is decoded; messages say what to do."""
+    problems = []
+    for name in ("hidden", "layers", "epochs", "batch_size", "image_size"):
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or value < 1:
+            problems.append(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    for name in ("limit", "val_limit"):
+        value = getattr(cfg, name)
+        if value is not None and value < 1:
+            problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if not (math.isfinite(cfg.lr) and cfg.lr > 0):
+        problems.append(f"--lr must be a positive number, got {cfg.lr}")
+    if not (math.isfinite(cfg.clip) and cfg.clip >= 0):
+        problems.append(f"clip must be >= 0 (0 turns clipping off), got {cfg.clip}")
+    if not (math.isfinite(cfg.save_every) and cfg.save_every >= 0):
+        problems.append(
+            f"--save-every must be >= 0 minutes (0: only at epoch ends), got {cfg.save_every}"
+        )
+    if not 0.0 < cfg.val_fraction < 1.0:
+        problems.append(f"val_fraction must be between 0 and 1, got {cfg.val_fraction}")
+    if cfg.precision not in PRECISIONS:
+        problems.append(
+            f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
+        )
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        problems.append(
+            f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
+        )
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _distributed() -> tuple[int, int]:
@@ -89,15 +206,25 @@ def _distributed() -> tuple[int, int]:
 
 
 def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The training and validation sets: a deterministic split of the training data."""
+    """The training and validation sets: a deterministic split of the training data.
+
+    Only the images used are decoded: ``limit`` and ``val_limit`` keep the first images of each
+    part (in sorted order), so a small run starts fast; large decodes are cached (see ``data``).
+    """
+    n = count_images(cfg.data, root=cfg.data_root, train=True)
+    train_part, val_part = split_indices(n, cfg.val_fraction, seed=cfg.seed)
+    train_part, val_part = train_part[: cfg.limit], val_part[: cfg.val_limit]
     data = load_dataset(
-        cfg.data, root=cfg.data_root, train=True, image_size=cfg.image_size, channels=cfg.channels
+        cfg.data,
+        root=cfg.data_root,
+        train=True,
+        image_size=cfg.image_size,
+        channels=cfg.channels,
+        indices=train_part + val_part,
     )
-    train_set, val_set = split_dataset(data, cfg.val_fraction, seed=cfg.seed)
-    if cfg.limit is not None:
-        train_set = Subset(train_set, range(min(cfg.limit, len(train_set))))
-    if cfg.val_limit is not None:
-        val_set = Subset(val_set, range(min(cfg.val_limit, len(val_set))))
+    position = {source: k for k, source in enumerate(data.indices)}  # unreadable files are gone
+    train_set = Subset(data, [position[i] for i in train_part if i in position])
+    val_set = Subset(data, [position[i] for i in val_part if i in position])
     return train_set, val_set
 
 
@@ -106,20 +233,23 @@ def evaluate(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device | str = "cpu",
-    amp: bool = True,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Exact bits/dim over a whole loader: total NLL over all sub-pixels / (count * ln 2)."""
+    """Exact bits/dim over a whole loader: total NLL over all sub-pixels / (count * ln 2).
+
+    Exact whatever precision trained the model: the forward pass runs in float32 with autocast
+    switched off (even inside a caller's autocast region), and the NLL of every sub-pixel is
+    summed in float64.
+    """
     device = torch.device(device)
-    dtype = autocast_dtype(device) if amp else None
     was_training = model.training
     model.eval()
     total, count, images, dims = 0.0, 0, 0, 0
     for x, _ in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        with torch.autocast(device.type, enabled=False):
             logits = model(x)
-        total += nll(logits, x).item() * x.numel()
+        total += nll_per_subpixel(logits, x).sum(dtype=torch.float64).item()
         count += x.numel()
         images += x.shape[0]
         dims = x[0].numel()
@@ -132,19 +262,29 @@ def evaluate(
     return {"bits_per_dim": bpd, "nats_per_image": bpd * dims * LN2, "images": int(images)}
 
 
-def _epoch_loader(
+def _epoch_order(
     dataset: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int
-) -> DataLoader:
-    """This epoch's batches: a permutation seeded by ``seed + epoch``, sharded across ranks."""
+) -> list[int]:
+    """This epoch's order of this rank's images: a permutation seeded by ``seed + epoch``."""
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    shard = order[rank::world].tolist()
+    return order[rank::world].tolist()
+
+
+def _batches(
+    dataset: Dataset, order: list[int], cfg: TrainConfig, start: int, world: int
+) -> DataLoader:
+    """The batches of ``order`` from batch number ``start`` on (``start > 0`` when resuming)."""
     return DataLoader(
-        Subset(dataset, shard),
+        Subset(dataset, order[start * cfg.batch_size :]),
         batch_size=cfg.batch_size,
         shuffle=False,
         drop_last=world > 1,
         pin_memory=torch.cuda.is_available(),
     )
+
+
+def _steps_per_epoch(images: int, cfg: TrainConfig, world: int) -> int:
+    return images // cfg.batch_size if world > 1 else math.ceil(images / cfg.batch_size)
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
@@ -154,6 +294,7 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
 
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary of the last epoch."""
+    check_config(cfg)
     rank, world = _distributed()
     if cfg.device:
         device = torch.device(cfg.device)
@@ -163,13 +304,18 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         device = torch.device("cpu")
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    precision, why = resolve_precision(cfg.precision, device)
+    dtype = _DTYPES[precision]
     out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the run (it is created)")
     log_path = out / "metrics.jsonl"
 
     seed_everything(cfg.seed)
     model = build_model(cfg.arch, cfg.channels, cfg.hidden, cfg.layers, **cfg.options).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start_epoch, history = 0, []
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    start_epoch, history, position = 0, [], None
     if cfg.resume and (out / "last.pt").exists():
         state = read_checkpoint(out / "last.pt", map_location=device)
         if state["config"] != model.config:
@@ -179,7 +325,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"], list(state["metrics"])
+        position = state.get("position")  # set when the run stopped in the middle of an epoch
         set_rng_state(state["rng"])
         if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
             log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
@@ -191,29 +340,62 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     val_loader = DataLoader(
         Subset(val_set, range(rank, len(val_set), world)), batch_size=max(cfg.batch_size, 64)
     )
-    dtype = autocast_dtype(device) if cfg.amp else None
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    if cfg.compile:
-        net = torch.compile(net)
+    if cfg.compile:  # on CUDA also CUDA graphs: the Row LSTM launches thousands of small kernels
+        net = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None)
     show = cfg.progress and rank == 0
+    if show:
+        tqdm.write(f"training on {device} in {precision} ({why})")
     best = min((r["val_bits_per_dim"] for r in history), default=math.inf)
     summary: dict[str, Any] = history[-1] if history else {}
+    steps_per_epoch = _steps_per_epoch(len(train_set) // world, cfg, world)
+    extra = {"train": {**asdict(cfg), "precision": precision}}
+
+    def checkpoint(path: Path, epoch: int, position: dict[str, Any] | None = None) -> None:
+        save_checkpoint(
+            path,
+            model,
+            optimizer,
+            epoch,
+            history,
+            scaler=scaler.state_dict(),
+            position=position,
+            **extra,
+        )
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         net.train()
-        loader = _epoch_loader(train_set, cfg, epoch, rank, world)
-        t0, seen, running = time.perf_counter(), 0, 0.0
-        bar = tqdm(loader, desc=f"epoch {epoch}/{cfg.epochs}", disable=not show)
-        for x, _ in bar:
+        start = position["step"] if position and position["epoch"] == epoch else 0
+        seen = position["seen"] if start else 0
+        running = position["running"] if start else 0.0
+        earlier = position["seconds"] if start else 0.0
+        position = None
+        order = _epoch_order(train_set, cfg, epoch, rank, world)
+        loader = _batches(train_set, order, cfg, start, world)
+        t0 = last_save = time.perf_counter()
+        first_step_seconds, lr = None, cfg.lr
+        bar = tqdm(
+            loader,
+            desc=f"epoch {epoch}/{cfg.epochs} [{precision}]",
+            disable=not show,
+            initial=start,
+            total=start + len(loader),
+            mininterval=1.0,
+        )
+        for step, (x, _) in enumerate(bar, start=start + 1):
+            lr = learning_rate(
+                cfg, (epoch - 1) * steps_per_epoch + step - 1, cfg.epochs * steps_per_epoch
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             x = x.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = net(x)
-            loss = nll(logits, x)
+            loss = nll(logits, x)  # float32 log-probabilities whatever the autocast dtype
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
                     f"loss became {loss.item()} at epoch {epoch} after {seen} images; the last good checkpoint "
@@ -228,9 +410,28 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             scaler.update()
             seen += x.shape[0]
             running += (loss.item() / LN2 - running) * x.shape[0] / seen
-            bar.set_postfix(bpd=f"{running:.3f}")
-        train_time = time.perf_counter() - t0
-        val = evaluate(net, val_loader, device, cfg.amp)
+            bar.set_postfix(bpd=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
+            if first_step_seconds is None:
+                first_step_seconds = time.perf_counter() - t0  # includes compiling, with --compile
+            now = time.perf_counter()
+            if (
+                cfg.save_every
+                and now - last_save >= cfg.save_every * 60
+                and step < start + len(loader)
+            ):
+                if rank == 0:
+                    done = {
+                        "epoch": epoch,
+                        "step": step,
+                        "seen": seen,
+                        "running": running,
+                        "seconds": earlier + now - t0,
+                    }
+                    checkpoint(out / "last.pt", epoch - 1, done)
+                last_save = time.perf_counter()
+        bar.close()
+        train_time = earlier + time.perf_counter() - t0
+        val = evaluate(model, val_loader, device)
         row = {
             "epoch": epoch,
             "train_bits_per_dim": running,
@@ -240,22 +441,24 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             "epoch_seconds": train_time,
             "images_per_second": seen * world / train_time,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "amp": str(dtype).replace("torch.", "") if dtype else "float32",
+            "precision": precision,
+            "lr": lr,
             "world_size": world,
         }
+        if cfg.compile and first_step_seconds is not None:
+            row["first_step_seconds"] = first_step_seconds
         history.append(row)
         summary = row
         if rank == 0:
-            extra = {"train": asdict(cfg)}
-            save_checkpoint(out / "last.pt", model, optimizer, epoch, history, **extra)
+            checkpoint(out / "last.pt", epoch)
             if row["val_bits_per_dim"] < best:
                 best = row["val_bits_per_dim"]
-                save_checkpoint(out / "best.pt", model, optimizer, epoch, history, **extra)
+                checkpoint(out / "best.pt", epoch)
             _append_log(log_path, row)
             if show:
                 tqdm.write(
                     f"epoch {epoch}: train {row['train_bits_per_dim']:.3f} bits/dim, "
-                    f"val {row['val_bits_per_dim']:.3f} bits/dim, {train_time:.0f} s"
+                    f"val {row['val_bits_per_dim']:.3f} bits/dim, {train_time:.0f} s, {precision}"
                 )
         if world > 1:
             dist.barrier()

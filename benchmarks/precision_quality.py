@@ -1,0 +1,83 @@
+"""Does mixed precision cost accuracy? The seed model trained at two precisions, same everything else.
+
+    python benchmarks/precision_quality.py [--steps 300] [--val 1000] [--precisions fp32 auto]
+
+Each precision trains the seed model (Row LSTM, hidden 64, 4 layers, Adam 1e-3, batch 16) with
+``pixelrnn_utils.train`` from the same seed on the same batches (the first ``steps * 16`` images
+of the training split of ``$PIXELRNN_DATA``, else ``../shared/data/cifar10-train``), then measures
+the validation bits/dim on the same ``--val`` held-out images, always in float32 (``evaluate`` is
+exact whatever the training precision). Prints a markdown table: the difference to the first
+precision is the cost of the cheaper arithmetic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from pixelrnn_utils.train import TrainConfig, resolve_precision, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--val", type=int, default=1000, help="held-out images to evaluate on")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"])
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    data = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared" / "data" / "cifar10-train")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="pixelrnn-precision-") as tmp:
+        for precision in args.precisions:
+            cfg = TrainConfig(
+                data=data,
+                epochs=1,
+                limit=args.steps * 16,
+                val_limit=args.val,
+                precision=precision,
+                device=args.device,
+                save_every=0,
+                progress=False,
+                out=str(Path(tmp) / precision),
+            )
+            summary = train(cfg)
+            rows.append(
+                {
+                    "precision": precision,
+                    "resolved": resolve_precision(precision, args.device)[0],
+                    "val_bits_per_dim": summary["val_bits_per_dim"],
+                    "train_bits_per_dim": summary["train_bits_per_dim"],
+                    "images_per_second": summary["images_per_second"],
+                }
+            )
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    first = rows[0]["val_bits_per_dim"]
+    print(
+        f"Seed model, {args.steps} steps of batch 16 from seed 0 on {Path(data).name}; validation "
+        f"bits/dim on {args.val} held-out images, evaluated in float32; "
+        f"{torch.get_num_threads()} threads.\n"
+    )
+    print("| precision | runs as | validation bits/dim | difference | images/s |")
+    print("|---|---|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['precision']} | {r['resolved']} | {r['val_bits_per_dim']:.4f} | "
+            f"{r['val_bits_per_dim'] - first:+.4f} | {r['images_per_second']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

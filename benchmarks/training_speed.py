@@ -1,0 +1,194 @@
+"""Training speed of the seed model: today's package vs an earlier version, measured in one run.
+
+    python benchmarks/training_speed.py [--baseline 7783b0b] [--threads 2] [--steps 8] [--rounds 2]
+                                        [--compile] [--device cpu|cuda] [--json]
+
+One training step is what ``pixelrnn train`` does per batch: autocast forward at the chosen
+precision, float32 loss, backward, gradient clipping, Adam. The model is the seed configuration (Row
+LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) on random images (speed does not depend on the
+values). Configurations:
+
+* ``baseline fp32``: the package as it was at git revision ``--baseline`` (extracted with
+  ``git archive`` into a temporary folder), float32 eager: the speed before this version;
+* ``fp32``: this version, float32 eager;
+* ``auto``: this version with ``precision="auto"`` (bf16 where the hardware runs it natively);
+* ``auto + compile`` (with ``--compile``): the same under ``torch.compile``; its first step, which
+  includes compiling, is reported separately.
+
+Every configuration runs in a fresh child process, ``--rounds`` times in alternation, and the best
+round counts (the least disturbed). Ratios are to the baseline, all from this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child(args: argparse.Namespace) -> dict:
+    """Time ``args.steps`` training steps of the package found on ``sys.path``."""
+    import torch
+    from torch import nn
+
+    from pixelrnn_utils.metrics import nll
+    from pixelrnn_utils.model import build_model
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    dtype = None
+    if args.precision != "fp32":
+        from pixelrnn_utils.train import autocast_dtype
+
+        dtype = autocast_dtype(device, args.precision)
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=64, layers=4).to(device)
+    net = model
+    if args.child_compile:
+        net = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    x = torch.randint(0, 256, (args.batch, 3, 32, 32), device=device)
+
+    def step() -> None:
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = net(x)
+        loss = nll(logits, x)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(optimizer)
+        scaler.update()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    step()  # warm-up
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - start
+    return {
+        "images_per_s": args.batch * args.steps / seconds,
+        "first_step_s": first,
+        "dtype": str(dtype).replace("torch.", "") if dtype else "float32",
+    }
+
+
+def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
+    precision = "fp32" if name in ("baseline fp32", "fp32") else "auto"
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--precision",
+        precision,
+        "--threads",
+        str(args.threads),
+        "--steps",
+        str(args.steps),
+        "--batch",
+        str(args.batch),
+        "--device",
+        args.device,
+    ]
+    if name.endswith("compile"):
+        command.append("--child-compile")
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
+    package_root = baseline_tree if name.startswith("baseline") else ROOT
+    env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        command, check=True, capture_output=True, text=True, env=env, cwd=package_root
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def hardware(device: str) -> str:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline", default="7783b0b", help="git revision to compare with")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=8, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--compile", action="store_true", help="also time auto + torch.compile")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+
+    names = ["baseline fp32", "fp32", "auto"] + (["auto + compile"] if args.compile else [])
+    best: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="pixelrnn-baseline-") as tree:
+        archive = subprocess.run(
+            ["git", "archive", args.baseline, "pixelrnn_utils"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        for _ in range(args.rounds):
+            for name in names:
+                result = run_child(name, args, Path(tree))
+                if name not in best or result["images_per_s"] > best[name]["images_per_s"]:
+                    best[name] = {**result, "first_step_s": result["first_step_s"]}
+                print(f"{name}: {result['images_per_s']:.1f} images/s", file=sys.stderr)
+    base = best["baseline fp32"]["images_per_s"]
+    info = {
+        "hardware": hardware(args.device),
+        "threads": args.threads,
+        "baseline": args.baseline,
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "batch": args.batch,
+    }
+    if args.json:
+        print(json.dumps({"info": info, "results": best}, indent=2))
+        return
+    print(
+        f"Seed model (Row LSTM h=64, 4 layers), batch {args.batch}, forward + backward + Adam; "
+        f"{info['hardware']}, {args.threads} threads; best of {args.rounds} rounds of "
+        f"{args.steps} steps; baseline = git {args.baseline}.\n"
+    )
+    print("| configuration | autocast dtype | images/s | x baseline | first step (s) |")
+    print("|---|---|---:|---:|---:|")
+    for name in names:
+        r = best[name]
+        print(
+            f"| {name} | {r['dtype']} | {r['images_per_s']:.1f} | "
+            f"{r['images_per_s'] / base:.2f} | {r['first_step_s']:.1f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,267 @@
+"""Mixed precision done right: the choice, float32 LSTM state, exact evaluation, GradScaler state,
+mid-epoch checkpoints and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pixelrnn_utils import train as train_module
+from pixelrnn_utils.checkpoint import load_checkpoint, read_checkpoint
+from pixelrnn_utils.metrics import bits_per_dim
+from pixelrnn_utils.model import build_model
+from pixelrnn_utils.sampling import CACHED
+from pixelrnn_utils.train import (
+    TrainConfig,
+    evaluate,
+    learning_rate,
+    resolve_precision,
+    train,
+)
+
+
+def _cfg(folder: Path, out: Path, **kw) -> TrainConfig:
+    base = dict(
+        data=str(folder),
+        hidden=6,
+        layers=1,
+        batch_size=4,
+        lr=1e-2,
+        image_size=8,
+        val_fraction=0.25,
+        out=str(out),
+        progress=False,
+        precision="fp32",
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    wa, wb = read_checkpoint(a)["model"], read_checkpoint(b)["model"]
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+# --- the choice ----------------------------------------------------------------------------------
+
+
+def test_auto_on_cpu_follows_native_bf16(monkeypatch):
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: True)
+    assert resolve_precision("auto", "cpu")[0] == "bf16"
+    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    precision, why = resolve_precision("auto", "cpu")
+    assert precision == "fp32" and "float32" in why
+    for explicit in ("fp32", "bf16", "fp16"):
+        assert resolve_precision(explicit, "cpu")[0] == explicit
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision("fp8", "cpu")
+
+
+@pytest.mark.parametrize(
+    ("capability", "expected"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
+)
+def test_auto_on_gpus(monkeypatch, capability, expected):
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert resolve_precision("auto", "cuda")[0] == expected
+    if expected == "fp16":  # a T4 cannot be asked for bf16
+        with pytest.raises(ValueError, match="use --precision fp16"):
+            resolve_precision("bf16", "cuda")
+
+
+# --- float32 state under autocast ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
+def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
+    from pixelrnn_utils import diagonal_bilstm, row_lstm
+
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+    real = row_lstm.lstm_update
+
+    def spy(gates, c_prev):
+        h, c = real(gates, c_prev)
+        seen.append((c_prev.dtype, c.dtype))
+        return h, c
+
+    monkeypatch.setattr(row_lstm, "lstm_update", spy)
+    monkeypatch.setattr(diagonal_bilstm, "lstm_update", spy)
+    torch.manual_seed(0)
+    model = build_model(arch, 3, hidden=6, layers=2)
+    x = torch.randint(0, 256, (2, 3, 5, 5))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    assert logits.dtype == torch.bfloat16  # the convolutions did run in bf16
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+
+
+@pytest.mark.parametrize("arch", sorted(CACHED))
+def test_cached_sampler_state_stays_float32_under_autocast(arch):
+    from pixelrnn_utils.sampling import sample
+
+    torch.manual_seed(0)
+    model = build_model(arch, 3, hidden=6, layers=1)
+    generator = torch.Generator().manual_seed(0)
+    plain = sample(model, 2, (3, 4, 4), method="cached", generator=generator)
+    generator = torch.Generator().manual_seed(0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = sample(model, 2, (3, 4, 4), method="cached", generator=generator)
+    assert torch.equal(plain, inside)
+
+
+def test_bf16_forward_is_close_to_float32():
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=16, layers=2)
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+    exact = bits_per_dim(model(x), x).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = bits_per_dim(model(x), x).item()
+    assert mixed != exact and abs(mixed - exact) < 0.01
+
+
+def test_evaluate_is_float32_even_inside_autocast():
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=8, layers=1)
+    x = torch.randint(0, 256, (6, 3, 6, 6))
+    loader = DataLoader(TensorDataset(x, torch.zeros(6)), batch_size=4)
+    exact = evaluate(model, loader)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = evaluate(model, loader)
+    assert inside == exact
+    with torch.no_grad():
+        assert exact["bits_per_dim"] == pytest.approx(bits_per_dim(model(x), x).item(), abs=1e-6)
+
+
+# --- end to end ------------------------------------------------------------------------------------
+
+
+def test_bf16_train_resume_evaluate(small_folder, tmp_path, capsys):
+    from pixelrnn_utils.cli import main
+
+    full = tmp_path / "full"
+    train(_cfg(small_folder, full, epochs=2, precision="bf16"))
+    parts = tmp_path / "parts"
+    train(_cfg(small_folder, parts, epochs=1, precision="bf16"))
+    train(_cfg(small_folder, parts, epochs=2, precision="bf16", resume=True))
+    assert _same_weights(full / "last.pt", parts / "last.pt")
+    rows = [json.loads(r) for r in (parts / "metrics.jsonl").read_text().splitlines()]
+    assert [r["precision"] for r in rows] == ["bf16", "bf16"]
+    assert read_checkpoint(parts / "last.pt")["train"]["precision"] == "bf16"
+    last = str(parts / "last.pt")
+    assert main(["evaluate", "--checkpoint", last, "--data", str(small_folder), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["bits_per_dim"] == pytest.approx(rows[-1]["val_bits_per_dim"], abs=1e-9)
+
+
+def test_grad_scaler_state_round_trip(small_folder, tmp_path):
+    out = tmp_path / "run"
+    train(_cfg(small_folder, out, epochs=1, precision="fp16"))
+    state = read_checkpoint(out / "last.pt")
+    assert state["scaler"]["scale"] > 1  # a live float16 loss scale was saved
+    state["scaler"]["scale"] = 8.0  # as if the run had backed off to a small scale
+    torch.save(state, out / "last.pt")
+    train(_cfg(small_folder, out, epochs=2, precision="fp16", resume=True))
+    assert read_checkpoint(out / "last.pt")["scaler"]["scale"] == 8.0  # restored, not reset
+
+
+# --- mid-epoch checkpoints -----------------------------------------------------------------------
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_stop_mid_epoch_then_resume_matches_uninterrupted(small_folder, tmp_path, monkeypatch):
+    kw = dict(epochs=2, batch_size=2, lr_schedule="cosine", save_every=1e-9)  # save every batch
+    train(_cfg(small_folder, tmp_path / "full", **kw))
+
+    real, calls = train_module.nll, []
+
+    def crash_on_step_13(logits, x):
+        calls.append(1)
+        if len(calls) == 13:  # epoch 2 (9 batches per epoch), batch 4
+            raise _Crash
+        return real(logits, x)
+
+    monkeypatch.setattr(train_module, "nll", crash_on_step_13)
+    with pytest.raises(_Crash):
+        train(_cfg(small_folder, tmp_path / "parts", **kw))
+    state = read_checkpoint(tmp_path / "parts" / "last.pt")
+    assert state["epoch"] == 1 and state["position"]["epoch"] == 2
+    assert state["position"]["step"] == 3 and state["position"]["seen"] == 6
+    monkeypatch.setattr(train_module, "nll", real)
+    train(_cfg(small_folder, tmp_path / "parts", resume=True, **kw))
+    assert _same_weights(tmp_path / "full" / "last.pt", tmp_path / "parts" / "last.pt")
+    full = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    parts = (tmp_path / "parts" / "metrics.jsonl").read_text().splitlines()
+    for a, b in zip(full, parts, strict=True):
+        a, b = json.loads(a), json.loads(b)
+        for key in ("epoch", "train_bits_per_dim", "val_bits_per_dim", "train_images", "lr"):
+            assert a[key] == b[key], key
+
+
+def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    from conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", 600, size=16)  # an epoch of a few seconds
+    common = [sys.executable, "-m", "pixelrnn_utils", "train", "--data", str(folder)]
+    common += ["--hidden", "8", "--layers", "1", "--batch-size", "2", "--image-size", "16"]
+    common += ["--val-limit", "8", "--epochs", "1", "--precision", "fp32", "--save-every", "0.002"]
+    killed = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [*common, "--out", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env
+    )
+    deadline = time.time() + 120
+    position = None
+    while time.time() < deadline and position is None:
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        if (killed / "last.pt").exists():
+            position = read_checkpoint(killed / "last.pt").get("position")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    state = read_checkpoint(killed / "last.pt")
+    assert state["epoch"] == 0 and state["position"]["step"] > 0, "expected a mid-epoch checkpoint"
+    subprocess.run(
+        [*common, "--out", str(killed), "--resume"], check=True, env=env, capture_output=True
+    )
+    full = tmp_path / "full"
+    subprocess.run([*common, "--out", str(full)], check=True, env=env, capture_output=True)
+    assert _same_weights(full / "last.pt", killed / "last.pt")
+    assert read_checkpoint(killed / "last.pt")["position"] is None
+    assert not [p for p in os.listdir(killed) if p.endswith(".tmp")]
+
+
+def test_cosine_schedule():
+    cfg = TrainConfig(lr=1e-3, lr_schedule="cosine")
+    assert learning_rate(cfg, 0, 100) == pytest.approx(1e-3)
+    assert learning_rate(cfg, 50, 100) == pytest.approx(5e-4)
+    assert learning_rate(cfg, 100, 100) == pytest.approx(0.0, abs=1e-12)
+    values = [learning_rate(cfg, s, 100) for s in range(101)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+    assert learning_rate(TrainConfig(lr=1e-3), 77, 100) == 1e-3  # constant: the seed's
+
+
+def test_old_checkpoint_settings_still_load():
+    cfg = TrainConfig.from_dict({"amp": False, "hidden": 8, "removed_option": 1})
+    assert cfg.precision == "fp32" and cfg.hidden == 8
+    assert TrainConfig.from_dict({"amp": True}).precision == "auto"
+
+
+def test_shipped_checkpoint_evaluates_without_a_precision_entry():
+    from pixelrnn_utils.data import project_root
+
+    model, info = load_checkpoint(project_root() / "checkpoints" / "row_lstm_cifar10.pt")
+    cfg = TrainConfig.from_dict(info["train"])
+    assert cfg.hidden == 64 and math.isfinite(cfg.lr)
