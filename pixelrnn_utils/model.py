@@ -22,7 +22,7 @@ from torch import nn
 from .diagonal_bilstm import DiagonalBiLSTM
 from .masks import MaskedConv2d
 from .pixelcnn import PixelCNNBlock
-from .row_lstm import RowLSTM
+from .row_lstm import RowLSTM, state_dtype
 
 __all__ = ["ARCHITECTURES", "PixelRNN", "build_model", "preprocess"]
 
@@ -99,7 +99,10 @@ class PixelRNN(nn.Module):
         for layer in self.layers:
             h = layer(h, image)
             total = total + h if self.skip else h
-        return self.to_logits(self.head(total))
+        out = self.head[:-1](total)
+        # the logits in float32 even under autocast: the loss and bits/dim are computed from them
+        with torch.autocast(x.device.type, enabled=False):
+            return self.to_logits(self.head[-1](out.to(state_dtype(out))))
 
     def to_logits(self, out: torch.Tensor) -> torch.Tensor:
         """``(B, 256 C, H, W)`` -> ``(B, 256, C, H, W)``: channel block c holds colour c's logits."""

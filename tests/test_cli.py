@@ -85,3 +85,43 @@ def test_module_entry_point_help():
         [sys.executable, "-m", "pixelrnn_utils", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "train" in result.stdout and "sample" in result.stdout
+
+
+def test_precision_options(tiny_folder, tmp_path, capsys):
+    common = ["train", "--data", str(tiny_folder), "--hidden", "6", "--layers", "1"]
+    common += ["--epochs", "1", "--limit", "8", "--val-limit", "4", "--image-size", "8"]
+    _run(capsys, *common, "--out", str(tmp_path / "a"), "--no-amp")
+    _run(capsys, *common, "--out", str(tmp_path / "b"), "--precision", "bf16")
+    rows = [json.loads((tmp_path / r / "metrics.jsonl").read_text()) for r in "ab"]
+    assert [r["precision"] for r in rows] == ["fp32", "bf16"]
+    with pytest.raises(SystemExit):
+        main([*common, "--out", str(tmp_path / "c"), "--precision", "fp8"])
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be a positive integer"),
+        (["--lr", "nan"], "--lr must be a positive number"),
+        (["--epochs", "-1"], "--epochs must be a positive integer"),
+        (["--save-every", "-5"], "--save-every must be >= 0"),
+    ],
+)
+def test_bad_training_options_fail_before_any_work(tmp_path, capsys, monkeypatch, option, message):
+    from pixelrnn_utils import train as train_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("data was touched before the options were checked")
+
+    monkeypatch.setattr(train_module, "count_images", no_decoding)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path), "--out", str(out), *option]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and not out.exists()
+
+
+def test_out_that_is_a_file_is_refused(tiny_folder, tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes")
+    assert main(["train", "--data", str(tiny_folder), "--out", str(notes)]) == 2
+    assert "is a file" in capsys.readouterr().err and notes.read_text() == "my notes"

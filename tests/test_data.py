@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -329,3 +330,115 @@ def test_shared_cifar10_copy():
     image, _ = dataset[17]
     assert image.dtype == torch.long and image.shape == (3, 32, 32)
     assert 0 <= int(dataset.images.min()) and int(dataset.images.max()) <= 255
+
+
+# --- the decoded-data cache --------------------------------------------------------------------
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A private cache folder, and caching of any decode (not only large ones)."""
+    from pixelrnn_utils import data as data_module
+
+    monkeypatch.setenv("PIXELRNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(data_module, "_CACHE_MIN_IMAGES", 1)
+    return tmp_path / "cache"
+
+
+def _count_decodes(monkeypatch) -> list[Path]:
+    from pixelrnn_utils import data as data_module
+
+    decoded: list[Path] = []
+    real = data_module._read_file
+
+    def counting(path, *args):
+        decoded.append(path)
+        return real(path, *args)
+
+    monkeypatch.setattr(data_module, "_read_file", counting)
+    return decoded
+
+
+def _folder(root: Path, n: int = 6) -> Path:
+    return write_folder(
+        root, {f"c{i % 2}/{i}.png": Image.fromarray(random_rgb(i)) for i in range(n)}
+    )
+
+
+def test_second_load_comes_from_the_cache(tmp_path, cache, monkeypatch):
+    folder = _folder(tmp_path / "imgs")
+    first = load_dataset(folder)
+    assert len(list(cache.glob("*.pt"))) == 1
+    decoded = _count_decodes(monkeypatch)
+    second = load_dataset(folder)
+    assert decoded == []
+    assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
+    assert first.files == second.files and first.classes == second.classes
+    subset = load_dataset(folder, indices=[1, 4])  # a subset is served by the whole-folder cache
+    assert decoded == [] and torch.equal(subset.images, first.images[[1, 4]])
+
+
+def test_changed_folder_or_options_never_reuse_the_cache(tmp_path, cache, monkeypatch):
+    folder = _folder(tmp_path / "imgs")
+    before = load_dataset(folder)
+    changed = random_rgb(99)
+    Image.fromarray(changed).save(folder / "c1" / "3.png")  # same name, new pixels
+    stat = (folder / "c1" / "3.png").stat()
+    os.utime(folder / "c1" / "3.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    after = load_dataset(folder)
+    k = after.files.index(folder / "c1" / "3.png")
+    assert torch.equal(after[k][0], torch.from_numpy(changed).permute(2, 0, 1).long())
+    assert not torch.equal(after.images, before.images)
+    Image.fromarray(random_rgb(7)).save(folder / "c0" / "new.png")  # a file added
+    assert len(load_dataset(folder)) == 7
+    decoded = _count_decodes(monkeypatch)
+    assert load_dataset(folder, image_size=16).images.shape[-1] == 16  # other options: decoded
+    assert load_dataset(folder, channels=1).images.shape[1] == 1
+    assert len(decoded) == 14
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path, cache, monkeypatch):
+    from pixelrnn_utils.data import DataCacheWarning
+
+    folder = _folder(tmp_path / "imgs")
+    good = load_dataset(folder)
+    (path,) = cache.glob("*.pt")
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    decoded = _count_decodes(monkeypatch)
+    with pytest.warns(DataCacheWarning, match="damaged"):
+        rebuilt = load_dataset(folder)
+    assert torch.equal(rebuilt.images, good.images) and len(decoded) == 6
+    assert load_dataset(folder).images.shape == good.images.shape  # and the new cache works
+
+
+def test_corrupt_files_are_reported_again_from_the_cache(tmp_path, cache):
+    folder = _folder(tmp_path / "imgs", 3)
+    (folder / "c0" / "bad.png").write_bytes(b"not an image")
+    with pytest.warns(CorruptImageWarning):
+        first = load_dataset(folder)
+    with pytest.warns(CorruptImageWarning, match="bad.png"):
+        second = load_dataset(folder)
+    assert len(first) == len(second) == 3
+
+
+def test_limit_and_indices_limit_decoding(tmp_path, monkeypatch):
+    folder = _folder(tmp_path / "imgs", 10)
+    decoded = _count_decodes(monkeypatch)
+    dataset = load_dataset(folder, indices=[7, 2, 2])
+    assert dataset.indices == [2, 7] and len(decoded) == 2
+    assert load_dataset(folder).files[7] == dataset.files[1]
+    with pytest.raises(ValueError, match="indices must lie in"):
+        load_dataset(folder, indices=[10])
+
+
+def test_training_splits_decode_only_what_they_use(tmp_path, monkeypatch):
+    from pixelrnn_utils.train import TrainConfig, load_splits
+
+    folder = _folder(tmp_path / "imgs", 40)
+    decoded = _count_decodes(monkeypatch)
+    cfg = TrainConfig(data=str(folder), limit=5, val_limit=3, val_fraction=0.25)
+    train_set, val_set = load_splits(cfg)
+    assert len(train_set) == 5 and len(val_set) == 3 and len(decoded) == 8
+    full_train, full_val = split_dataset(load_dataset(folder), 0.25, seed=0)
+    assert [train_set[k][0].sum() for k in range(5)] == [full_train[k][0].sum() for k in range(5)]
+    assert [val_set[k][0].sum() for k in range(3)] == [full_val[k][0].sum() for k in range(3)]

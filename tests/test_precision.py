@@ -99,8 +99,10 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     model = build_model(arch, 3, hidden=6, layers=2)
     x = torch.randint(0, 256, (2, 3, 5, 5))
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        features = model.stem(x.float())
         logits = model(x)
-    assert logits.dtype == torch.bfloat16  # the convolutions did run in bf16
+    assert features.dtype == torch.bfloat16  # the convolutions do run in bf16
+    assert logits.dtype == torch.float32  # the logits, which the loss reads, do not
     assert seen and all(d == (torch.float32, torch.float32) for d in seen)
 
 
