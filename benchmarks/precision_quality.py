@@ -8,6 +8,11 @@ of the training split of ``$PIXELRNN_DATA``, else ``../shared/data/cifar10-train
 the validation bits/dim on the same ``--val`` held-out images, always in float32 (``evaluate`` is
 exact whatever the training precision). Prints a markdown table: the difference to the first
 precision is the cost of the cheaper arithmetic.
+
+Two training runs drift apart from the smallest numerical difference, so the table also shows the
+**noise floor** (``--noise-floor``): the first precision trained again with another number of threads,
+which changes only the order of floating-point sums. A precision whose difference is of the size of
+the noise floor costs nothing measurable.
 """
 
 from __future__ import annotations
@@ -31,15 +36,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val", type=int, default=1000, help="held-out images to evaluate on")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"])
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--noise-floor",
+        type=int,
+        metavar="THREADS",
+        help="train the first precision again with THREADS threads (another summation order)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     data = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared" / "data" / "cifar10-train")
+    runs = [(precision, args.threads) for precision in args.precisions]
+    if args.noise_floor:
+        runs.append((args.precisions[0], args.noise_floor))
     rows = []
     with tempfile.TemporaryDirectory(prefix="pixelrnn-precision-") as tmp:
-        for precision in args.precisions:
+        for k, (precision, threads) in enumerate(runs):
+            if threads:
+                torch.set_num_threads(threads)
             cfg = TrainConfig(
                 data=data,
                 epochs=1,
@@ -49,13 +65,14 @@ def main(argv: list[str] | None = None) -> None:
                 device=args.device,
                 save_every=0,
                 progress=False,
-                out=str(Path(tmp) / precision),
+                out=str(Path(tmp) / f"run{k}"),
             )
             summary = train(cfg)
             rows.append(
                 {
                     "precision": precision,
                     "resolved": resolve_precision(precision, args.device)[0],
+                    "threads": torch.get_num_threads(),
                     "val_bits_per_dim": summary["val_bits_per_dim"],
                     "train_bits_per_dim": summary["train_bits_per_dim"],
                     "images_per_second": summary["images_per_second"],
@@ -67,14 +84,13 @@ def main(argv: list[str] | None = None) -> None:
     first = rows[0]["val_bits_per_dim"]
     print(
         f"Seed model, {args.steps} steps of batch 16 from seed 0 on {Path(data).name}; validation "
-        f"bits/dim on {args.val} held-out images, evaluated in float32; "
-        f"{torch.get_num_threads()} threads.\n"
+        f"bits/dim on {args.val} held-out images, evaluated in float32.\n"
     )
-    print("| precision | runs as | validation bits/dim | difference | images/s |")
-    print("|---|---|---:|---:|---:|")
+    print("| precision | runs as | threads | validation bits/dim | difference | images/s |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in rows:
         print(
-            f"| {r['precision']} | {r['resolved']} | {r['val_bits_per_dim']:.4f} | "
+            f"| {r['precision']} | {r['resolved']} | {r['threads']} | {r['val_bits_per_dim']:.4f} | "
             f"{r['val_bits_per_dim'] - first:+.4f} | {r['images_per_second']:.1f} |"
         )
 

@@ -329,6 +329,15 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             scaler.load_state_dict(state["scaler"])
         start_epoch, history = state["epoch"], list(state["metrics"])
         position = state.get("position")  # set when the run stopped in the middle of an epoch
+        if position:  # the rest of that epoch must be the same batches
+            before = state.get("train", {})
+            for key in ("batch_size", "seed", "limit", "val_fraction"):
+                if key in before and before[key] != getattr(cfg, key):
+                    raise CheckpointError(
+                        f"cannot resume {out / 'last.pt'} in the middle of epoch {position['epoch']}: "
+                        f"it was trained with {key}={before[key]!r}, this run asks for "
+                        f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
+                    )
         set_rng_state(state["rng"])
         if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
             log_path.write_text("".join(json.dumps(r) + "\n" for r in history))

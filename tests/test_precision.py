@@ -267,3 +267,34 @@ def test_shipped_checkpoint_evaluates_without_a_precision_entry():
     model, info = load_checkpoint(project_root() / "checkpoints" / "row_lstm_cifar10.pt")
     cfg = TrainConfig.from_dict(info["train"])
     assert cfg.hidden == 64 and math.isfinite(cfg.lr)
+
+
+def test_compiled_training_matches_eager(small_folder, tmp_path):
+    """The --compile path (torch.compile; on CUDA with CUDA graphs) is proved equal to eager."""
+    kw = dict(epochs=1, limit=8, image_size=8, precision="fp32", save_every=0)
+    eager = train(_cfg(small_folder, tmp_path / "eager", **kw))
+    compiled = train(_cfg(small_folder, tmp_path / "compiled", compile=True, **kw))
+    assert compiled["first_step_seconds"] > 0  # the compile time is reported
+    a = read_checkpoint(tmp_path / "eager" / "last.pt")["model"]
+    b = read_checkpoint(tmp_path / "compiled" / "last.pt")["model"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-5, rtol=1e-4) for k in a)
+    assert compiled["val_bits_per_dim"] == pytest.approx(eager["val_bits_per_dim"], abs=1e-4)
+
+
+def test_mid_epoch_resume_with_another_batch_size_is_refused(small_folder, tmp_path, monkeypatch):
+    from pixelrnn_utils.checkpoint import CheckpointError
+
+    real, calls = train_module.nll, []
+
+    def crash_on_step_3(logits, x):
+        calls.append(1)
+        if len(calls) == 3:
+            raise _Crash
+        return real(logits, x)
+
+    monkeypatch.setattr(train_module, "nll", crash_on_step_3)
+    with pytest.raises(_Crash):
+        train(_cfg(small_folder, tmp_path / "run", epochs=1, batch_size=2, save_every=1e-9))
+    monkeypatch.setattr(train_module, "nll", real)
+    with pytest.raises(CheckpointError, match="batch_size=2"):
+        train(_cfg(small_folder, tmp_path / "run", epochs=1, batch_size=4, resume=True))
