@@ -128,6 +128,11 @@ def read_checkpoint(
             f"{path} is truncated or corrupt ({type(e).__name__}: {e}). "
             "If a run was interrupted, use the previous checkpoint in the run folder or retrain."
         ) from e
+    except Exception as e:  # e.g. a text file: the unpickler fails in its own ways (KeyError, ...)
+        raise CheckpointError(
+            f"{path} is not a checkpoint that torch.load can read ({type(e).__name__}: {e}). "
+            "Pass a file written by `pixelrnn train` (OUT/last.pt or OUT/best.pt)."
+        ) from e
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is not a pixelrnn_utils checkpoint (expected format {FORMAT!r}); "

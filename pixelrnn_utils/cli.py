@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from dataclasses import fields
 from pathlib import Path
 
@@ -202,12 +203,32 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(path: Path) -> None:
+    """Create ``path``'s folder and check that a file can be written there, or say why not."""
+    if path.is_dir():
+        raise ValueError(
+            f"--out {path} is a folder; give a file name such as {path / 'samples.png'}"
+        )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".pixelrnn-write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"cannot write {path}: {e.strerror or e}. Choose an --out in a folder you can write to."
+        ) from e
+
+
 def _sample(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
     from .checkpoint import load_checkpoint
     from .sampling import CACHED, sample
 
+    out = Path(args.out)
+    _check_writable(out)  # before the sampling, not after it
+    if args.n < 1 or args.size < 1:
+        raise ValueError(f"--n and --size must be at least 1, got {args.n} and {args.size}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, _ = load_checkpoint(args.checkpoint, map_location=device)
     method = args.method
@@ -224,8 +245,6 @@ def _sample(args: argparse.Namespace) -> int:
         generator=generator,
         progress=True,
     )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.float() / 255, out, nrow=int(args.n**0.5 + 0.999))
     if args.json:
         print(
@@ -242,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return {"train": _train, "evaluate": _evaluate, "sample": _sample}[args.command](args)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (OSError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from pixelrnn_utils.cli import main
+from pixelrnn_utils.data import project_root
 
 
 def _run(capsys, *argv) -> str:
@@ -125,3 +126,27 @@ def test_out_that_is_a_file_is_refused(tiny_folder, tmp_path, capsys):
     notes.write_text("my notes")
     assert main(["train", "--data", str(tiny_folder), "--out", str(notes)]) == 2
     assert "is a file" in capsys.readouterr().err and notes.read_text() == "my notes"
+
+
+def test_a_text_file_is_not_a_checkpoint(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("these are my notes, not a checkpoint\n")
+    assert main(["evaluate", "--checkpoint", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a checkpoint" in err and "Traceback" not in err
+
+
+def test_sample_checks_its_output_before_sampling(tmp_path, capsys, monkeypatch):
+    from pixelrnn_utils import sampling
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before checking --out")
+
+    monkeypatch.setattr(sampling, "sample", no_sampling)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    ckpt = str(project_root() / "checkpoints" / "row_lstm_cifar10.pt")
+    assert main(["sample", "--checkpoint", ckpt, "--out", str(blocked / "x.png")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    assert main(["sample", "--checkpoint", ckpt, "--out", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
