@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -32,6 +31,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+from hardware import device_name
 
 from pixelrnn_utils.model import build_model
 from pixelrnn_utils.train import autocast_dtype, resolve_precision
@@ -39,21 +39,10 @@ from pixelrnn_utils.train import autocast_dtype, resolve_precision
 ARCHS = ("row_lstm", "pixelcnn", "diagonal_bilstm")
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
-    return f"{cpu_name()}, {torch.get_num_threads()} threads"
+        return f"{device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{device_name(device)}, {torch.get_num_threads()} threads"
 
 
 def sequential_steps(arch: str, height: int, width: int) -> int:

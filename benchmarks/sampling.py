@@ -15,23 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import torch
+from hardware import device_name
 
 from pixelrnn_utils.model import build_model
 from pixelrnn_utils.sampling import sample
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn) -> tuple[torch.Tensor, float]:
@@ -99,7 +89,7 @@ def main() -> None:
                 "mismatched_subpixels": int((naive != cached).sum()),
             }
         )
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else cpu_name()
+    device = device_name(args.device)
     meta = {
         "device": device,
         "torch": torch.__version__,

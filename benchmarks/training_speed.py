@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hardware import device_name
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -113,22 +115,6 @@ def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def hardware(device: str) -> str:
-    import torch
-
-    if device == "cuda":
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-
-    return platform.processor() or platform.machine()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", default="7783b0b", help="git revision to compare with")
@@ -165,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{name}: {result['images_per_s']:.1f} images/s", file=sys.stderr)
     base = best["baseline fp32"]["images_per_s"]
     info = {
-        "hardware": hardware(args.device),
+        "hardware": device_name(args.device),
         "threads": args.threads,
         "baseline": args.baseline,
         "steps": args.steps,

@@ -26,6 +26,26 @@ def write_image_folder(
     return root
 
 
+def tiny_run_config(folder: Path, out: Path, **overrides):
+    """A TrainConfig for a seconds-long run on ``folder`` (8x8 images, h=6, one layer)."""
+    from pixelrnn_utils.train import TrainConfig
+
+    base = dict(
+        data=str(folder),
+        arch="row_lstm",
+        hidden=6,
+        layers=1,
+        batch_size=4,
+        lr=1e-2,
+        image_size=8,
+        val_fraction=0.25,
+        out=str(out),
+        progress=False,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """96 RGB 32x32 images in two classes."""

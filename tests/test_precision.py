@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import tiny_run_config
 from pixelrnn_utils import train as train_module
 from pixelrnn_utils.checkpoint import load_checkpoint, read_checkpoint
 from pixelrnn_utils.metrics import bits_per_dim
@@ -31,20 +32,7 @@ from pixelrnn_utils.train import (
 
 
 def _cfg(folder: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(folder),
-        hidden=6,
-        layers=1,
-        batch_size=4,
-        lr=1e-2,
-        image_size=8,
-        val_fraction=0.25,
-        out=str(out),
-        progress=False,
-        precision="fp32",
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_run_config(folder, out, **{"precision": "fp32", **kw})
 
 
 def _same_weights(a: Path, b: Path) -> bool:

@@ -13,26 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_run_config
 from pixelrnn_utils import train as train_module
 from pixelrnn_utils.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from pixelrnn_utils.train import TrainConfig, TrainingDiverged, train
 
 
 def _cfg(folder: Path, out: Path, **kw) -> TrainConfig:
-    base = dict(
-        data=str(folder),
-        arch="row_lstm",
-        hidden=6,
-        layers=1,
-        batch_size=4,
-        lr=1e-2,
-        image_size=8,
-        val_fraction=0.25,
-        out=str(out),
-        progress=False,
-    )
-    base.update(kw)
-    return TrainConfig(**base)
+    return tiny_run_config(folder, out, **kw)
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
