@@ -65,7 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size", type=int, default=32, help="images are resized/cropped to this size"
     )
     t.add_argument(
-        "--skip", action="store_true", help="skip connections from every layer to the head"
+        "--skip",
+        action="store_true",
+        help="learned skip connections: every layer's output through its own 1x1 into the head",
+    )
+    t.add_argument(
+        "--no-residual",
+        dest="residual",
+        action="store_false",
+        help="switch off the layers' residual connections (the paper's Table 2 ablation)",
+    )
+    t.add_argument(
+        "--no-full-context",
+        dest="full_context",
+        action="store_false",
+        help="diagonal_bilstm: the paper's layer, without the course's full-context addition",
     )
     t.add_argument(
         "--precision",
@@ -145,6 +159,12 @@ def _train(args: argparse.Namespace) -> int:
     values = {k: v for k, v in vars(args).items() if k in known}
     values["data"] = args.data or data_source()
     values["options"] = {"skip": True} if args.skip else {}
+    if not args.residual:
+        values["options"]["residual"] = False
+    if not args.full_context:
+        if args.arch != "diagonal_bilstm":
+            raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
+        values["options"]["full_context"] = False
     for name, value in _defaults("train").items():
         if values.get(name) is None:
             values[name] = value

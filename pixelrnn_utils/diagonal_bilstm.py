@@ -25,8 +25,9 @@ last pixel of row i - 1 (for grey images: that whole pixel) would enter the netw
 (i, W - 4), too late for (i, 0 .. W - 5). Because the right map is shifted down, its input may see
 *all* of row r: an unmasked 1x1 convolution of the image is added to the right direction's
 input-to-state, which gives every output the full context, sub-pixel by sub-pixel (the tests
-check it). A residual connection (masked 1x1 projection h -> 2h, added to the input) follows as in
-the Row LSTM.
+check it). This addition is the course's, not the paper's: ``full_context=False`` builds the paper's
+layer without it. A residual connection (masked 1x1 projection h -> 2h, added to the input) follows
+as in the Row LSTM (``residual=False`` switches it off).
 """
 
 from __future__ import annotations
@@ -110,20 +111,30 @@ class DiagonalLSTM(nn.Module):
 class DiagonalBiLSTM(nn.Module):
     """Diagonal BiLSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
-    def __init__(self, channels: int, hidden: int, colour_groups: int = 3) -> None:
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        colour_groups: int = 3,
+        residual: bool = True,
+        full_context: bool = True,
+    ) -> None:
         super().__init__()
+        self.residual = residual
         self.left = DiagonalLSTM(channels, hidden, colour_groups)
         self.right = DiagonalLSTM(channels, hidden, colour_groups)
-        # the image itself, unmasked, for the right map (see the module docstring)
-        self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1)
+        # the image itself, unmasked, for the right map (see the module docstring); this course's
+        # addition to the paper's layer, switched off by full_context=False to measure what it does
+        self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1) if full_context else None
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
 
     def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The right-to-left direction, already shifted down by one row."""
-        extra = self.right_image(image).flip(3)
+        extra = None if self.right_image is None else self.right_image(image).flip(3)
         right = self.right(x.flip(3), extra).flip(3)
         return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""
-        return x + self.output(self.left(x) + self.right_map(x, image))
+        out = self.output(self.left(x) + self.right_map(x, image))
+        return x + out if self.residual else out

@@ -9,7 +9,11 @@ Every model has the same three parts (paper §3.4, Table 1):
 
 The image (long, 0..255) is scaled to [-1, 1] on the way in; the 256 C logits come out as
 ``(B, 256, C, H, W)`` so that ``F.cross_entropy(logits, x)`` is the per-sub-pixel NLL in nats.
-With ``skip=True`` the head reads the sum of every layer's output (the paper's skip connections).
+With ``skip=True`` the head reads the paper's **skip connections** instead of the last layer's output:
+every layer's output goes through its own masked 1x1 convolution (learned) into a sum. Layer
+options: ``residual=False`` removes the layers' residual connections (the paper's Table 2 ablation),
+``kernel_size`` (Row LSTM, PixelCNN), ``full_context=False`` (Diagonal BiLSTM without the course's
+addition, see ``diagonal_bilstm.py``).
 """
 
 from __future__ import annotations
@@ -70,14 +74,28 @@ class PixelRNN(nn.Module):
         features = 2 * hidden
         self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)
         layer = ARCHITECTURES[arch]
-        self.layers = nn.ModuleList(
-            layer(features, hidden, groups, **options) for _ in range(layers)
-        )
+        try:
+            self.layers = nn.ModuleList(
+                layer(features, hidden, groups, **options) for _ in range(layers)
+            )
+        except TypeError as e:
+            raise ValueError(
+                f"{arch} does not take the option(s) {sorted(options)}: {e}. Options: "
+                "skip (all), residual (all), kernel_size (row_lstm, pixelcnn), "
+                "full_context (diagonal_bilstm)"
+            ) from e
         self.head = nn.Sequential(
             nn.ReLU(),
             MaskedConv2d(features, features, 1, "B", groups),
             nn.ReLU(),
             MaskedConv2d(features, 256 * in_channels, 1, "B", groups),
+        )
+        # built last, so that a model with and without them shares every other initial weight
+        # skip connections (paper §3.4): each layer's output, through its own 1x1, to the head
+        self.skips = (
+            nn.ModuleList(MaskedConv2d(features, features, 1, "B", groups) for _ in range(layers))
+            if skip
+            else None
         )
 
     def check_input(self, x: torch.Tensor) -> None:
@@ -95,11 +113,12 @@ class PixelRNN(nn.Module):
         self.check_input(x)
         image = preprocess(x, self.stem.weight.dtype)
         h = self.stem(image)
-        total = h
-        for layer in self.layers:
+        total = 0
+        for k, layer in enumerate(self.layers):
             h = layer(h, image)
-            total = total + h if self.skip else h
-        out = self.head[:-1](total)
+            if self.skips is not None:
+                total = total + self.skips[k](h)
+        out = self.head[:-1](h if self.skips is None else total)
         # the logits in float32 even under autocast: the loss and bits/dim are computed from them
         with torch.autocast(x.device.type, enabled=False):
             return self.to_logits(self.head[-1](out.to(state_dtype(out))))
@@ -116,6 +135,7 @@ def build_model(
     """Build any course model. ``build_model("row_lstm", 3, hidden=64, layers=4)`` is the seed.
 
     ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
-    ``skip=True`` (skip connections to the head) and layer options such as ``kernel_size``.
+    ``skip=True`` (learned skip connections to the head) and the layer options ``residual``,
+    ``kernel_size`` and ``full_context`` (see the module docstring).
     """
     return PixelRNN(arch, in_channels, hidden, layers, **options)

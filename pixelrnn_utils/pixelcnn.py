@@ -20,9 +20,15 @@ class PixelCNNBlock(nn.Module):
     """Residual block of masked convolutions: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
     def __init__(
-        self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3
+        self,
+        channels: int,
+        hidden: int,
+        colour_groups: int = 3,
+        kernel_size: int = 3,
+        residual: bool = True,
     ) -> None:
         super().__init__()
+        self.residual = residual
         self.body = nn.Sequential(
             nn.ReLU(),
             MaskedConv2d(channels, hidden, 1, "B", colour_groups),
@@ -34,4 +40,5 @@ class PixelCNNBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """``image`` is unused: every layer takes ``(features, image)`` (see ``model.py``)."""
-        return x + self.body(x)
+        out = self.body(x)
+        return x + out if self.residual else out

@@ -14,7 +14,8 @@ four LSTM gates of all its pixels at once:
 * gates o, f, i use a sigmoid, g a tanh. Every gate keeps the colour-group layout of the state, so
   the R part of the state never sees G or B of the current pixel.
 * **residual** (paper §3.4): the h-feature output is projected back to 2h features by a masked 1x1
-  convolution and added to the layer's 2h-feature input.
+  convolution and added to the layer's 2h-feature input (``residual=False``: not added, for the
+  paper's Table 2 ablation).
 
 The initial state (row -1) is zero for both h and c. There are H sequential steps, each a batched
 operation over the whole row: no Python loop over pixels. With k = 3 each state sees three pixels
@@ -52,10 +53,16 @@ class RowLSTM(nn.Module):
     """Row LSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
     def __init__(
-        self, channels: int, hidden: int, colour_groups: int = 3, kernel_size: int = 3
+        self,
+        channels: int,
+        hidden: int,
+        colour_groups: int = 3,
+        kernel_size: int = 3,
+        residual: bool = True,
     ) -> None:
         super().__init__()
         self.hidden = hidden
+        self.residual = residual
         self.input_to_state = MaskedConv2d(
             channels, 4 * hidden, (1, kernel_size), "B", colour_groups, out_blocks=4
         )
@@ -83,4 +90,5 @@ class RowLSTM(nn.Module):
 
     def forward(self, x: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
         """``image`` is unused: every layer takes ``(features, image)`` (see ``model.py``)."""
-        return x + self.output(self.recurrence(x))
+        out = self.output(self.recurrence(x))
+        return x + out if self.residual else out

@@ -165,6 +165,8 @@ class _CachedModel:
         self.head_b1 = model.head[1].bias
         self.head_w2 = model.head[3].masked_weight()[:, :, 0, 0].view(C, 256, -1)
         self.head_b2 = model.head[3].bias.view(C, 256)
+        skips = model.skips or []
+        self.skip_w = [skip.masked_weight()[:, :, 0, 0] for skip in skips]
         self.dtype = self.stem_w.dtype
         # the image drawn so far, scaled like the model's input, with the stem's zero padding
         self.image = x.new_zeros(n, C, H + 2 * r, W + 2 * r, dtype=self.dtype)
@@ -192,13 +194,14 @@ class _CachedModel:
         self.image[:, :, i + r, j + r] = preprocess(self.x[:, :, i, j], self.dtype)
         patch = self.image[:, :, i : i + r + 1, j : j + 2 * r + 1].reshape(self.x.shape[0], -1)
         a = patch @ self.stem_w.T + self.stem_b  # stem output at (i, j): (n, 2h)
-        total = a
+        total = 0
         for index, layer in enumerate(self.model.layers):
             a = self.layer_at(index, layer, i, j, a)
-            total = total + a if self.model.skip else a
+            if self.skip_w:  # skip connections: each layer's output through its own 1x1
+                total = total + a @ self.skip_w[index].T + self.model.skips[index].bias
         if not want_logits:
             return None
-        hidden = F.relu(F.relu(total) @ self.head_w1.T + self.head_b1)
+        hidden = F.relu(F.relu(total if self.skip_w else a) @ self.head_w1.T + self.head_b1)
         return (hidden @ self.head_w2[c].T + self.head_b2[c]).float()
 
 
@@ -244,7 +247,8 @@ class _CachedRowLSTM(_CachedModel):
         h, cell = lstm_update(gates, self.c_prev[index][:, :, j])
         self.h_cur[index][:, :, j] = h
         self.c_cur[index][:, :, j] = cell
-        return a + h @ self.out_w[index].T + layer.output.bias
+        out = h @ self.out_w[index].T + layer.output.bias
+        return a + out if layer.residual else out
 
 
 class _CachedDiagonalBiLSTM(_CachedModel):
@@ -289,17 +293,17 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         above = self.right_h[index]
         h_row, c_row = torch.zeros_like(above), torch.zeros_like(above)
         h, c = above[:, :, 0] * 0, above[:, :, 0] * 0
-        w_img = layer.right_image.weight[:, :, 0, 0]
         for j in reversed(range(inputs.shape[2])):
             gates = (
                 inputs[:, :, j] @ w_is.T
                 + right.input_to_state.bias
-                + image[:, :, j] @ w_img.T
-                + layer.right_image.bias
                 + above[:, :, j] @ w_above.T
                 + h @ w_beside.T
                 + right.state_to_state.bias
             )
+            if layer.right_image is not None:  # the full-context addition
+                gates = gates + image[:, :, j] @ layer.right_image.weight[:, :, 0, 0].T
+                gates = gates + layer.right_image.bias
             h, c = lstm_update(gates, c)
             h_row[:, :, j], c_row[:, :, j] = h, c
         self.right_h[index], self.right_c[index] = h_row, c_row
@@ -324,7 +328,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         h, c = lstm_update(gates, beside_c)
         self.left_h[index][:, :, j], self.left_c[index][:, :, j] = h, c
         right = self.right_h[index][:, :, j] if i > 0 else torch.zeros_like(h)
-        return a + (h + right) @ layer.output.masked_weight()[:, :, 0, 0].T + layer.output.bias
+        out = (h + right) @ layer.output.masked_weight()[:, :, 0, 0].T + layer.output.bias
+        return a + out if layer.residual else out
 
 
 CACHED = {"row_lstm": _CachedRowLSTM, "diagonal_bilstm": _CachedDiagonalBiLSTM}

@@ -145,17 +145,20 @@ def test_skip_connections_work_and_are_causal():
         a, b = plain(x), skip(x)
     assert b.shape == (2, 256, 3, 5, 6)
     assert not torch.allclose(a, b)  # same weights, different wiring
-    # the head reads stem + every layer's output
+    # the head reads the sum of every layer's output, each through its own learned 1x1
+    assert len(skip.skips) == 2 and plain.skips is None
     with torch.no_grad():
         image = x.double() / 127.5 - 1
         skip_d = skip.double()
         h = skip_d.stem(image)
-        total = h
-        for layer in skip_d.layers:
+        total = 0
+        for layer, through in zip(skip_d.layers, skip_d.skips, strict=True):
             h = layer(h, image)
-            total = total + h
+            total = total + through(h)
         expected = skip_d.to_logits(skip_d.head(total))
         torch.testing.assert_close(skip_d(x), expected)
+        skip_d.skips[0].weight.zero_()  # the first layer's contribution is learned, not fixed
+        assert not torch.allclose(skip_d(x), expected)
     shape = (3, 4, 5)
     dep = dependency_map(skip, shape)
     assert_causal(skip, shape, dep=dep)
