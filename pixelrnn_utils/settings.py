@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["smoke", "data_source", "default_device", "seed_everything"]
+__all__ = ["smoke", "data_source", "default_device", "seed_everything", "shown_path"]
 
 
 def smoke() -> bool:
@@ -36,3 +37,19 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """A path as a notebook should print it: relative to the repository (``runs/x``,
+    ``../shared/data``) or to the home folder (``~/data``), never this machine's absolute path."""
+    text = str(path)
+    if text.lower() in ("cifar10", "mnist", "fashion_mnist"):  # a dataset name, not a path
+        return text
+    path = Path(path).expanduser().resolve()
+    root = Path(__file__).resolve().parent.parent  # the repository (editable install)
+    for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
+        if path == base:
+            return prefix.rstrip("/") or "."
+        if path.is_relative_to(base):
+            return prefix + path.relative_to(base).as_posix()
+    return path.name
