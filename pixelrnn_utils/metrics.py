@@ -18,6 +18,7 @@ __all__ = [
     "nll_per_subpixel",
     "nll",
     "bits_per_dim",
+    "bits_per_dim_by_row",
     "nats_to_bits_per_dim",
     "bits_per_dim_to_nats_per_image",
     "nats_per_image_to_bits_per_dim",
@@ -61,6 +62,16 @@ def nats_to_bits_per_dim(nats_per_subpixel: float | torch.Tensor) -> float | tor
 def bits_per_dim(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """bits/dim of a batch: mean NLL in nats / ln 2. Uniform logits give exactly 8.0."""
     return nats_to_bits_per_dim(nll(logits, x))
+
+
+def bits_per_dim_by_row(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """bits/dim of every image row, averaged over the batch and colours: shape ``(H,)``.
+
+    Judges a sampler: on the model's own samples a healthy model scores about what it scores on
+    real images; a row-by-row fall means the samples drift into regions the model finds too easy
+    (flat, saturated colour), a rise means they drift away from anything it knows.
+    """
+    return nats_to_bits_per_dim(nll_per_subpixel(logits, x).mean(dim=(0, 1, 3)))
 
 
 def bits_per_dim_to_nats_per_image(bpd: float, dims: int) -> float:

@@ -60,3 +60,16 @@ def test_nats_per_image_round_trip():
 def test_shape_mismatch_raises(logits_shape):
     with pytest.raises(ValueError):
         bits_per_dim(torch.zeros(logits_shape), random_images())
+
+
+def test_bits_per_dim_by_row():
+    from pixelrnn_utils.metrics import bits_per_dim, bits_per_dim_by_row
+
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (2, 3, 4, 5))
+    logits = torch.randn(2, 256, 3, 4, 5)
+    logits[:, :, :, 2] = 0.0  # row 2 uniform: exactly 8 bits
+    rows = bits_per_dim_by_row(logits, x)
+    assert rows.shape == (4,)
+    assert rows[2].item() == pytest.approx(8.0, abs=1e-5)
+    assert rows.mean().item() == pytest.approx(bits_per_dim(logits, x).item(), abs=1e-5)
