@@ -442,3 +442,15 @@ def test_training_splits_decode_only_what_they_use(tmp_path, monkeypatch):
     full_train, full_val = split_dataset(load_dataset(folder), 0.25, seed=0)
     assert [train_set[k][0].sum() for k in range(5)] == [full_train[k][0].sum() for k in range(5)]
     assert [val_set[k][0].sum() for k in range(3)] == [full_val[k][0].sum() for k in range(3)]
+
+
+def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypatch):
+    from pixelrnn_utils.settings import shown_path
+
+    root = project_root()
+    assert shown_path(root / "runs" / "x") == "runs/x"
+    assert shown_path(root.parent / "shared" / "data") == "../shared/data"
+    assert shown_path("cifar10") == "cifar10"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert shown_path(tmp_path / "images") == "~/images"
+    assert shown_path("/nowhere/else/images") == "images"
