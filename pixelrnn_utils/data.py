@@ -310,6 +310,7 @@ def _read_cache(key: str) -> dict | None:
 def _write_cache(key: str, state: dict) -> None:
     """Write a cache file atomically; a cache that cannot be written only costs time."""
     folder = cache_dir()
+    tmp = None
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".decoded.", suffix=".tmp")
@@ -317,6 +318,8 @@ def _write_cache(key: str, state: dict) -> None:
             torch.save({"format": _CACHE_FORMAT, "key": key, **state}, f)
         os.replace(tmp, folder / f"{key[:40]}.pt")
     except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         warnings.warn(
             f"could not write the decoded-data cache in {folder} ({e}); set PIXELRNN_CACHE to a "
             "writable folder to make the next load fast",

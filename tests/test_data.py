@@ -454,3 +454,17 @@ def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypat
     monkeypatch.setenv("HOME", str(tmp_path))
     assert shown_path(tmp_path / "images") == "~/images"
     assert shown_path("/nowhere/else/images") == "images"
+
+
+def test_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
+    from pixelrnn_utils import data as data_module
+    from pixelrnn_utils.data import DataCacheWarning
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("PIXELRNN_CACHE", str(blocked))
+    monkeypatch.setattr(data_module, "_CACHE_MIN_IMAGES", 1)
+    folder = _folder(tmp_path / "imgs", 3)
+    with pytest.warns(DataCacheWarning, match="PIXELRNN_CACHE"):
+        dataset = load_dataset(folder)
+    assert len(dataset) == 3 and blocked.read_text().startswith("a file")
