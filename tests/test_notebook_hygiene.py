@@ -70,3 +70,23 @@ def test_the_checker_finds_what_it_should():
     assert ABSOLUTE_PATH.search("/content/drive/MyDrive/runs")
     assert not ABSOLUTE_PATH.search("run folder: runs/nb05_cpu, data ../shared/data/cifar10-train")
     assert not ABSOLUTE_PATH.search("~/data/images and 3.07 bits/dim, 10/10 correct")
+
+
+def test_one_course_repository_everywhere():
+    """Setup cells, Colab badges and README name the same GitHub repository, so a fork changes
+    ``COURSE`` (and the badges) with one search-and-replace and this test finds any it missed."""
+    readme = (NOTEBOOKS[0].parent.parent / "README.md").read_text()
+    named = set(re.findall(r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/", readme))
+    for path in NOTEBOOKS:
+        cells = json.loads(path.read_text())["cells"]
+        setup = "".join(cells[2]["source"])
+        course = re.search(r'^COURSE = "([\w.-]+/[\w.-]+)"', setup, re.M)
+        assert course, f"{path.name}: the setup cell (third cell) sets no COURSE"
+        badge = re.findall(
+            r"colab\.research\.google\.com/github/([\w.-]+/[\w.-]+)/blob/main/"
+            r"notebooks/([\w.-]+)\.ipynb",
+            "".join(cells[0]["source"]),
+        )
+        assert badge == [(course.group(1), path.stem)], f"{path.name}: badge {badge}"
+        named.add(course.group(1))
+    assert len(named) == 1, f"more than one repository named: {sorted(named)}"
