@@ -69,7 +69,6 @@ class PixelRNN(nn.Module):
             arch=arch, in_channels=in_channels, hidden=hidden, layers=layers, skip=skip, **options
         )
         self.in_channels = in_channels
-        self.skip = skip
         groups = in_channels  # one colour group per image channel: R, G, B (or L)
         features = 2 * hidden
         self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)

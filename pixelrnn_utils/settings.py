@@ -42,11 +42,12 @@ def seed_everything(seed: int) -> torch.Generator:
 def shown_path(path: str | os.PathLike) -> str:
     """A path as a notebook should print it: relative to the repository (``runs/x``,
     ``../shared/data``) or to the home folder (``~/data``), never this machine's absolute path."""
-    text = str(path)
-    if text.lower() in ("cifar10", "mnist", "fashion_mnist"):  # a dataset name, not a path
-        return text
+    from .data import TORCHVISION_SOURCES, project_root
+
+    if str(path).lower() in TORCHVISION_SOURCES:  # a dataset name, not a path
+        return str(path)
     path = Path(path).expanduser().resolve()
-    root = Path(__file__).resolve().parent.parent  # the repository (editable install)
+    root = project_root()
     for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
         if path == base:
             return prefix.rstrip("/") or "."
