@@ -34,6 +34,7 @@ __all__ = [
     "save_checkpoint",
     "read_checkpoint",
     "load_checkpoint",
+    "export_weights",
     "CheckpointError",
     "rng_state",
     "set_rng_state",
@@ -91,7 +92,11 @@ def save_checkpoint(
         "rng": rng_state(),
         **extra,
     }
-    path = Path(path)
+    return _write_atomically(state, Path(path))
+
+
+def _write_atomically(state: dict[str, Any], path: Path) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, then rename it: all or nothing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -170,3 +175,19 @@ def load_checkpoint(
     model.to(map_location).eval()
     info = {k: v for k, v in state.items() if k != "model"}
     return model, info
+
+
+def export_weights(
+    src: str | os.PathLike, dst: str | os.PathLike, dtype: torch.dtype = torch.float16
+) -> Path:
+    """A small copy of checkpoint ``src`` for sharing: its weights in ``dtype``, no optimizer state.
+
+    The config, epoch, metrics and training settings are kept, so :func:`load_checkpoint` rebuilds
+    the model from it (in float32, with the weights rounded to ``dtype``); it cannot be resumed.
+    """
+    state = read_checkpoint(src)
+    state["model"] = {
+        k: v.to(dtype) if v.is_floating_point() else v for k, v in state["model"].items()
+    }
+    state.update(optimizer=None, scaler=None, position=None)
+    return _write_atomically(state, Path(dst))

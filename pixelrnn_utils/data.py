@@ -51,6 +51,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from .progress import progress_bar
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "TORCHVISION_SOURCES",
@@ -235,7 +237,7 @@ class ImageDataset(Dataset):
 
 def _progress(indices: list[int], desc: str) -> tqdm:
     """A progress bar for long decodes only, refreshed at most once a second."""
-    return tqdm(
+    return progress_bar(
         indices,
         desc=desc,
         disable=len(indices) < _PROGRESS_MIN_IMAGES,

@@ -17,10 +17,14 @@ import torch
 from .data import requantize
 from .diagonal_bilstm import skew
 from .masks import make_mask
+from .model import build_model, sequential_steps
 from .row_lstm import lstm_update
+from .sampling import draw
+from .train import TrainConfig, learning_rate
 
 __all__ = [
     "check_bits_per_dim_from_nats",
+    "check_bits_per_dim_from_unit_scale",
     "check_requantize",
     "check_most_common_value",
     "check_mask_b",
@@ -30,6 +34,15 @@ __all__ = [
     "check_triangle_width",
     "check_skew",
     "check_skewed_width",
+    "check_loss_per_pixel_to_bits_per_dim",
+    "check_steps_per_epoch",
+    "check_cosine_halfway",
+    "check_draw",
+    "check_temperature_probability",
+    "check_completion_steps",
+    "check_sequential_steps",
+    "check_skip_parameters",
+    "check_images_in_equal_time",
 ]
 
 
@@ -61,6 +74,15 @@ def check_bits_per_dim_from_nats(answer: float | None) -> bool:
     expected = 6000 / (3 * 32 * 32 * math.log(2))
     return _number(
         answer, expected, "divide by the number of sub-pixels (3 x 32 x 32), then by ln 2"
+    )
+
+
+def check_bits_per_dim_from_unit_scale(answer: float | None) -> bool:
+    """-4.80 bits/dim of a continuous model on [0, 1]-scaled images, on the 0..256 scale."""
+    return _number(
+        answer,
+        -4.80 + math.log2(256),
+        "the density on [0, 1] is 256 times larger per dimension: add log2(256) = 8 bits",
     )
 
 
@@ -163,3 +185,123 @@ def check_skew(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
 def check_skewed_width(answer: int | None) -> bool:
     """Columns of the skewed map of a 32 x 32 image (= sequential steps per direction)."""
     return _number(answer, 63, "W + H - 1")
+
+
+# --- 05 training ---------------------------------------------------------------------------------
+
+
+def check_loss_per_pixel_to_bits_per_dim(answer: float | None) -> bool:
+    """A loss of 7.58 nats per pixel, summed over R, G and B, in bits/dim."""
+    return _number(
+        answer,
+        7.58 / 3 / math.log(2),
+        "a pixel is 3 sub-pixels: divide by 3 for nats per sub-pixel, then by ln 2 for bits",
+    )
+
+
+def check_steps_per_epoch(answer: int | None) -> bool:
+    """Optimizer steps in one epoch of 45,000 images in batches of 16 (the last batch is partial)."""
+    return _number(
+        answer,
+        math.ceil(45000 / 16),
+        "45,000 / 16 is not a whole number: the last, smaller batch is a step too (round up)",
+        tol=0,
+    )
+
+
+def check_cosine_halfway(answer: float | None) -> bool:
+    """The cosine schedule's learning rate halfway through a run that starts at 1e-3."""
+    expected = learning_rate(TrainConfig(lr=1e-3, lr_schedule="cosine"), 500, 1000)
+    return _number(
+        answer,
+        expected,
+        "lr * (1 + cos(pi * step / total)) / 2 with step / total = 1/2",
+        tol=1e-6,
+    )
+
+
+# --- 06 sampling ---------------------------------------------------------------------------------
+
+
+def check_draw(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> bool:
+    """``fn(logits, u)``: inverse-CDF draw, the first value whose cumulative probability exceeds u."""
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(64, 256, generator=generator) * 3
+    u = torch.rand(64, generator=generator)
+    mine = fn(logits, u)
+    if not _attempted(mine):
+        return False
+    mine = torch.as_tensor(mine).long()
+    return _verdict(
+        torch.equal(mine, draw(logits, u)),
+        "softmax, then cumsum over the 256 values, then the first index whose cumulative "
+        "probability is above u (torch.searchsorted does it)",
+    )
+
+
+def check_temperature_probability(answer: float | None) -> bool:
+    """The most likely value's probability for p = (0.5, 0.3, 0.2) at temperature 0.5."""
+    p = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    expected = float(torch.softmax(p.log() / 0.5, dim=0)[0])
+    return _number(
+        answer,
+        expected,
+        "p_T(v) is proportional to p(v) ** (1 / T): square the probabilities, then normalise",
+    )
+
+
+def check_completion_steps(answer: int | None) -> bool:
+    """Sub-pixels drawn when the top half of a 32 x 32 RGB image is given."""
+    return _number(
+        answer, 3 * 16 * 32, "16 rows of 32 pixels are missing, 3 sub-pixels each", tol=0
+    )
+
+
+# --- 07 comparing architectures ------------------------------------------------------------------
+
+
+def check_sequential_steps(answer: dict[str, int] | None) -> bool:
+    """Sequential steps of one layer on a 64 x 64 image, per architecture (as this package runs it)."""
+    if not _attempted(answer):
+        return False
+    expected = {
+        arch: sequential_steps(arch, 64, 64) for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")
+    }
+    wrong = [arch for arch in expected if answer.get(arch) != expected[arch]]
+    return _verdict(
+        not wrong,
+        f"check {', '.join(wrong)}: PixelCNN computes every position at once, the Row LSTM one row "
+        "per step, the Diagonal BiLSTM one column of the skewed map per step, in each of two "
+        "directions run one after the other",
+    )
+
+
+def check_skip_parameters(answer: int | None) -> bool:
+    """Parameters that ``skip=True`` adds to a Row LSTM with hidden 32 and 2 layers."""
+
+    def count(model: torch.nn.Module) -> int:
+        return sum(p.numel() for p in model.parameters())
+
+    expected = count(build_model("row_lstm", 3, 32, 2, skip=True)) - count(
+        build_model("row_lstm", 3, 32, 2)
+    )
+    return _number(
+        answer,
+        expected,
+        "one 1x1 convolution per layer, 2h -> 2h features: a weight per (input, output) pair "
+        "plus one bias per output (masked weights still count as parameters)",
+        tol=0,
+    )
+
+
+def check_images_in_equal_time(
+    answer: float | None, fast_rate: float, slow_rate: float, slow_images: int
+) -> bool:
+    """Images the faster model sees in the time the slower one takes for ``slow_images``."""
+    expected = slow_images / slow_rate * fast_rate
+    return _number(
+        answer,
+        expected,
+        "time = images / (images per second) for the slow model; multiply by the fast rate",
+        tol=0.01,
+    )

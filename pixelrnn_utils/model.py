@@ -1,6 +1,6 @@
 """The full PixelRNN model and the one entry point that builds every architecture.
 
-Every model has the same three parts (paper §3.4, Table 1):
+Every model has the same three parts (paper, Table 1):
 
 1. **stem**: a 7x7 masked convolution, mask A, from the C image channels to 2h features;
 2. **body**: ``layers`` residual layers, all 2h -> 2h: Row LSTM, Diagonal BiLSTM or PixelCNN block.
@@ -28,7 +28,7 @@ from .masks import MaskedConv2d
 from .pixelcnn import PixelCNNBlock
 from .row_lstm import RowLSTM, state_dtype
 
-__all__ = ["ARCHITECTURES", "PixelRNN", "build_model", "preprocess"]
+__all__ = ["ARCHITECTURES", "PixelRNN", "build_model", "preprocess", "sequential_steps"]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "row_lstm": RowLSTM,
@@ -90,7 +90,7 @@ class PixelRNN(nn.Module):
             MaskedConv2d(features, 256 * in_channels, 1, "B", groups),
         )
         # built last, so that a model with and without them shares every other initial weight
-        # skip connections (paper §3.4): each layer's output, through its own 1x1, to the head
+        # skip connections (paper §3.3): each layer's output, through its own 1x1, to the head
         self.skips = (
             nn.ModuleList(MaskedConv2d(features, features, 1, "B", groups) for _ in range(layers))
             if skip
@@ -138,3 +138,16 @@ def build_model(
     ``kernel_size`` and ``full_context`` (see the module docstring).
     """
     return PixelRNN(arch, in_channels, hidden, layers, **options)
+
+
+def sequential_steps(arch: str, height: int, width: int) -> int:
+    """How many steps one layer of ``arch`` must take one after the other on an H x W map, in training.
+
+    PixelCNN: 1 (every position at once). Row LSTM: one step per row, H. Diagonal BiLSTM: one step
+    per column of the skewed map, W + H - 1, for each of its two directions, which this package
+    runs one after the other: 2 (W + H - 1). (Sampling is sequential for all three: C H W steps.)
+    """
+    steps = {"pixelcnn": 1, "row_lstm": height, "diagonal_bilstm": 2 * (width + height - 1)}
+    if arch not in steps:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(steps)}")
+    return steps[arch]

@@ -1,4 +1,4 @@
-"""The PixelCNN baseline (paper §3.3, Figure 5).
+"""The PixelCNN baseline (paper §3.5, Figure 5).
 
 PixelCNN replaces the recurrence by a stack of masked convolutions: fast to train (every pixel in
 parallel) but each output only sees a bounded region, and stacked 3x3 masks leave a **blind spot**

@@ -13,7 +13,7 @@ four LSTM gates of all its pixels at once:
   hidden state. The previous row is entirely in the past, so it needs no mask.
 * gates o, f, i use a sigmoid, g a tanh. Every gate keeps the colour-group layout of the state, so
   the R part of the state never sees G or B of the current pixel.
-* **residual** (paper §3.4): the h-feature output is projected back to 2h features by a masked 1x1
+* **residual** (paper §3.3): the h-feature output is projected back to 2h features by a masked 1x1
   convolution and added to the layer's 2h-feature input (``residual=False``: not added, for the
   paper's Table 2 ablation).
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
 from .model import PixelRNN, preprocess
+from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
 
 __all__ = ["sample", "draw"]
@@ -109,7 +109,9 @@ def sample(
     known, mask = _prefix(prefix, n, shape, device)
     x = torch.where(mask, known, torch.zeros_like(known))
     C, H, W = shape
-    bar = tqdm(total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False)
+    bar = progress_bar(
+        total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False
+    )
     # float32 throughout, even inside a caller's autocast region: both samplers then compute the
     # same numbers, and the cached LSTM states stay float32
     with torch.autocast(device.type, enabled=False):

@@ -43,6 +43,7 @@ from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, set_r
 from .data import count_images, load_dataset, split_indices
 from .metrics import LN2, nll, nll_per_subpixel
 from .model import build_model
+from .progress import progress_bar
 from .settings import seed_everything
 
 __all__ = [
@@ -245,7 +246,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     total, count, images, dims = 0.0, 0, 0, 0
-    for x, _ in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
+    for x, _ in progress_bar(loader, desc="evaluate", disable=not progress, leave=False):
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=False):
             logits = model(x)
@@ -387,7 +388,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         loader = _batches(train_set, order, cfg, start, world)
         t0 = last_save = time.perf_counter()
         first_step_seconds, lr = None, cfg.lr
-        bar = tqdm(
+        bar = progress_bar(
             loader,
             desc=f"epoch {epoch}/{cfg.epochs} [{precision}]",
             disable=not show,

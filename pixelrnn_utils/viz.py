@@ -135,13 +135,17 @@ def plot_receptive_field(
 
 
 def plot_training_curves(
-    rows: list[dict], ax: plt.Axes | None = None, title: str | None = None
+    rows: list[dict],
+    ax: plt.Axes | None = None,
+    title: str | None = None,
+    start: float | None = None,
 ) -> plt.Axes:
     """Train and validation bits/dim per epoch from ``metrics.jsonl`` rows; returns the axes.
 
     ``rows`` are the dicts a training run logs (keys ``epoch``, ``train_bits_per_dim``,
     ``val_bits_per_dim``). Train bits/dim is the running mean over the epoch's batches, so it lags
     behind the model's state at the end of the epoch; validation is measured after the epoch.
+    ``start``, the validation bits/dim of the untrained model, is drawn at epoch 0.
     """
     if not rows:
         raise ValueError("no metrics rows to plot (has the run completed an epoch?)")
@@ -152,11 +156,23 @@ def plot_training_curves(
         ("train_bits_per_dim", "train (mean over the epoch)", "o-"),
         ("val_bits_per_dim", "validation (end of epoch)", "s-"),
     ):
-        values = [float(r[key]) for r in rows]
-        ax.plot(epochs, values, style, label=label)
+        xs, values = list(epochs), [float(r[key]) for r in rows]
+        if start is not None and key == "val_bits_per_dim":
+            xs, values = [0, *xs], [float(start), *values]
+        ax.plot(xs, values, style, label=label)
         ax.annotate(
             f"{values[-1]:.3f}",
-            (epochs[-1], values[-1]),
+            (xs[-1], values[-1]),
+            textcoords="offset points",
+            xytext=(6, 0),
+            va="center",
+            fontsize=8,
+        )
+    if start is not None:
+        epochs = [0, *epochs]
+        ax.annotate(
+            f"untrained {float(start):.2f}",
+            (0, float(start)),
             textcoords="offset points",
             xytext=(6, 0),
             va="center",

@@ -103,3 +103,31 @@ def test_missing_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a pixelrnn_utils checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_export_weights_is_small_and_loads_as_the_same_model(tmp_path):
+    from pixelrnn_utils.checkpoint import export_weights
+
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=16, layers=2)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.randint(0, 256, (2, 3, 8, 8))).float().mean().backward()
+    optimizer.step()
+    full = save_checkpoint(
+        tmp_path / "full.pt", model, optimizer, 3, [{"epoch": 3}], train={"lr": 1e-3}
+    )
+    small = export_weights(full, tmp_path / "small.pt")
+    assert small.stat().st_size < 0.4 * full.stat().st_size  # no Adam moments, 16-bit weights
+    state = torch.load(small, weights_only=True)
+    assert state["optimizer"] is None
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    loaded, info = load_checkpoint(small)
+    assert (
+        info["epoch"] == 3 and info["metrics"] == [{"epoch": 3}] and info["train"] == {"lr": 1e-3}
+    )
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+    with torch.no_grad():
+        reference, rounded = model.eval()(x), loaded(x)
+    assert rounded.dtype == torch.float32
+    assert torch.allclose(rounded, reference, atol=0.05)  # float16 rounding of the weights only
+    assert not torch.equal(rounded, reference)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pixelrnn_utils.model import ARCHITECTURES, PixelRNN, build_model
+from pixelrnn_utils.model import ARCHITECTURES, PixelRNN, build_model, sequential_steps
 
 try:
     from perturb import single_thread
@@ -131,3 +131,23 @@ def test_all_parameters_get_gradients(arch):
         assert p.grad is not None, name
         assert p.grad.abs().sum() > 0, name
         assert torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize("shape", [(8, 8), (6, 10)])
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_sequential_steps_counts_what_a_layer_runs(arch, shape):
+    """``sequential_steps`` equals the number of state-to-state calls one layer makes (PixelCNN: 1)."""
+    H, W = shape
+    model = build_model(arch, 3, hidden=6, layers=1).eval()
+    calls = []
+    recurrent = [m for n, m in model.layers[0].named_modules() if n.endswith("state_to_state")]
+    for module in recurrent:
+        module.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        model(torch.randint(0, 256, (2, 3, H, W)))
+    assert (len(calls) if recurrent else 1) == sequential_steps(arch, H, W)
+
+
+def test_sequential_steps_rejects_unknown_architectures():
+    with pytest.raises(ValueError, match="unknown architecture"):
+        sequential_steps("transformer", 32, 32)

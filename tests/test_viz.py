@@ -1,0 +1,43 @@
+"""The training-curve plot draws what the metrics log holds, and the untrained start at epoch 0."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from pixelrnn_utils.viz import plot_training_curves  # noqa: E402
+
+ROWS = [
+    {"epoch": 1, "train_bits_per_dim": 5.0, "val_bits_per_dim": 4.5},
+    {"epoch": 2, "train_bits_per_dim": 4.4, "val_bits_per_dim": 4.2},
+]
+
+
+def _lines(ax):
+    return {line.get_label(): (list(line.get_xdata()), list(line.get_ydata())) for line in ax.lines}
+
+
+def test_curves_without_a_start_begin_at_epoch_one():
+    ax = plot_training_curves(ROWS)
+    lines = _lines(ax)
+    assert lines["validation (end of epoch)"] == ([1, 2], [4.5, 4.2])
+    assert lines["train (mean over the epoch)"] == ([1, 2], [5.0, 4.4])
+    plt.close("all")
+
+
+def test_start_is_the_validation_point_at_epoch_zero():
+    ax = plot_training_curves(ROWS, start=8.01)
+    lines = _lines(ax)
+    assert lines["validation (end of epoch)"] == ([0, 1, 2], [8.01, 4.5, 4.2])
+    assert lines["train (mean over the epoch)"][0] == [1, 2]  # no train value before training
+    assert 0 in list(ax.get_xticks())
+    plt.close("all")
+
+
+def test_empty_log_is_a_clear_error():
+    with pytest.raises(ValueError, match="no metrics rows"):
+        plot_training_curves([])
