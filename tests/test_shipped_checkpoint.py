@@ -1,4 +1,4 @@
-"""The pretrained checkpoint under checkpoints/ loads safely and is what README says it is."""
+"""The pretrained checkpoints under checkpoints/ load safely and are what the READMEs say they are."""
 
 from __future__ import annotations
 
@@ -8,42 +8,77 @@ from pathlib import Path
 import pytest
 import torch
 
-from pixelrnn_utils.checkpoint import load_checkpoint
+from pixelrnn_utils.checkpoint import load_checkpoint, read_checkpoint
 from pixelrnn_utils.data import load_dataset, project_root, split_dataset
 from pixelrnn_utils.metrics import bits_per_dim
 
-CHECKPOINT = project_root() / "checkpoints" / "row_lstm_cifar10.pt"
+CHECKPOINTS = project_root() / "checkpoints"
+CHECKPOINT = CHECKPOINTS / "row_lstm_cifar10.pt"
+WEAK = CHECKPOINTS / "row_lstm_cifar10_30k.pt"  # the earlier checkpoint, notebook 06 compares them
 SHARED = project_root().parent / "shared" / "data" / "cifar10-train"
+SEED = {"arch": "row_lstm", "in_channels": 3, "hidden": 64, "layers": 4, "skip": False}
+
+
+def _log() -> list[dict]:
+    lines = CHECKPOINT.with_suffix(".jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines if x.strip()]
 
 
 def test_loads_with_weights_only_and_matches_its_log():
     model, info = load_checkpoint(CHECKPOINT)
-    assert model.config == {
-        "arch": "row_lstm",
-        "in_channels": 3,
-        "hidden": 64,
-        "layers": 4,
-        "skip": False,
-    }
+    assert model.config == SEED
     assert CHECKPOINT.stat().st_size < 20 * 2**20
-    log = [json.loads(x) for x in CHECKPOINT.with_suffix(".jsonl").read_text().splitlines()]
-    assert log == info["metrics"][: len(log)] and info["epoch"] == max(
-        r["epoch"] for r in info["metrics"]
-    )
+    log = _log()
+    assert log == info["metrics"] and info["epoch"] == log[-1]["epoch"]
     x = torch.randint(0, 256, (1, 3, 8, 8))
     with torch.no_grad():
         assert model(x).shape == (1, 256, 3, 8, 8)
 
 
+def test_keeps_what_resume_needs():
+    state = read_checkpoint(CHECKPOINT)
+    assert state["optimizer"] is not None and state["optimizer"]["state"]  # Adam's moments
+    assert state["position"] is None  # a completed epoch: resume starts the next one
+    assert state["train"]["epochs"] == state["epoch"]  # the run finished its schedule
+
+
+def test_readmes_quote_the_logged_figures():
+    """README's results row and checkpoints/README's table carry the log's numbers."""
+    log = _log()
+    readme = (project_root() / "README.md").read_text()
+    shipped = [line for line in readme.splitlines() if line.startswith("| **shipped checkpoint**")]
+    assert len(shipped) == 1
+    assert f"**{log[-1]['val_bits_per_dim']:.2f}**" in shipped[0]
+    seen = sum(r["train_images"] for r in log)
+    assert (
+        f"{seen:,}" in shipped[0]
+        or f"{len(log)} epochs × {log[-1]['train_images']:,}" in shipped[0]
+    )
+    table = (CHECKPOINTS / "README.md").read_text()
+    for r in log:
+        assert f"{r['val_bits_per_dim']:.3f}" in table, r
+
+
+def test_weak_checkpoint_is_a_small_weights_only_copy():
+    state = read_checkpoint(WEAK)
+    assert state["optimizer"] is None and WEAK.stat().st_size < 4 * 2**20
+    model, info = load_checkpoint(WEAK)
+    assert model.config == SEED
+    assert sum(r["train_images"] for r in info["metrics"]) < sum(r["train_images"] for r in _log())
+
+
 @pytest.mark.skipif(not Path(SHARED).is_dir(), reason="needs ../shared/data/cifar10-train")
-def test_beats_the_histogram_baseline_on_held_out_images():
+def test_scores_held_out_images_as_logged_and_beats_the_weak_checkpoint():
     model, info = load_checkpoint(CHECKPOINT)
+    weak, _ = load_checkpoint(WEAK)
     run = info["train"]
-    data = load_dataset(
-        SHARED
-    )  # the run's own deterministic split: these images were never trained on
-    _, held_out = split_dataset(data, run["val_fraction"], seed=run["seed"])
-    x = torch.stack([held_out[k][0] for k in range(16)])
+    # the run's own deterministic split: these images were never trained on
+    _, held_out = split_dataset(load_dataset(SHARED), run["val_fraction"], seed=run["seed"])
+    x = torch.stack([held_out[k][0] for k in range(64)])
     with torch.no_grad():
         bpd = bits_per_dim(model(x), x).item()
-    assert bpd < 6.0, bpd  # uniform is 8.00, the per-channel histogram 7.89
+        weak_bpd = bits_per_dim(weak(x), x).item()
+    logged = _log()[-1]["val_bits_per_dim"]  # all 5,000 held-out images
+    assert abs(bpd - logged) < 0.25, (bpd, logged)  # 64 of those images
+    assert bpd < weak_bpd - 0.2, (bpd, weak_bpd)
+    assert bpd < 7.0  # uniform is 8.00, the per-channel histogram 7.89
