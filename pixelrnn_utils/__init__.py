@@ -2,7 +2,9 @@
 
 One module per concept: ``data`` and ``metrics`` (notebook 01), ``masks``, ``causality`` and
 ``pixelcnn`` (02), ``row_lstm`` and ``model`` (03), ``diagonal_bilstm`` (04), ``train`` and
-``checkpoint`` (05), ``sampling`` and ``viz`` (06). The names most used are re-exported here.
+``checkpoint`` (05), ``sampling`` and ``viz`` (06), ``model.sequential_steps`` (07); ``progress``
+(progress bars for terminals and notebooks) and ``exercises`` (the notebooks' check cells) serve
+them all. The names most used are re-exported here.
 """
 
 from .checkpoint import load_checkpoint, save_checkpoint
