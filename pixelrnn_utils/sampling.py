@@ -295,6 +295,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         above = self.right_h[index]
         h_row, c_row = torch.zeros_like(above), torch.zeros_like(above)
         h, c = above[:, :, 0] * 0, above[:, :, 0] * 0
+        full_context = layer.right_image  # the course's addition, None for the paper's layer
+        w_img = None if full_context is None else full_context.weight[:, :, 0, 0]
         for j in reversed(range(inputs.shape[2])):
             gates = (
                 inputs[:, :, j] @ w_is.T
@@ -303,9 +305,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
                 + h @ w_beside.T
                 + right.state_to_state.bias
             )
-            if layer.right_image is not None:  # the full-context addition
-                gates = gates + image[:, :, j] @ layer.right_image.weight[:, :, 0, 0].T
-                gates = gates + layer.right_image.bias
+            if w_img is not None:
+                gates = gates + image[:, :, j] @ w_img.T + full_context.bias
             h, c = lstm_update(gates, c)
             h_row[:, :, j], c_row[:, :, j] = h, c
         self.right_h[index], self.right_c[index] = h_row, c_row
