@@ -92,12 +92,11 @@ class DiagonalLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)``; ``extra`` ``(B, 4h, H, W)`` is added to input-to-state."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        x_is = x_is.to(state_dtype(x_is))  # the state is float32 even under autocast
         if extra is not None:
             x_is = x_is + extra
         x_is = skew(x_is)  # (B, 4h, H, W + H - 1)
         inside = skew(x_is.new_ones(1, 1, H, W))[0, 0]  # 1 on the image, 0 outside
-        h = x_is.new_zeros(B, self.hidden, H)
+        h = torch.zeros(B, self.hidden, H, dtype=state_dtype(x_is), device=x.device)
         c = torch.zeros_like(h)
         cols = []
         # unbind, not x_is[..., t]: its backward is one stack instead of a full-size map per column

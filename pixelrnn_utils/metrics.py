@@ -43,10 +43,12 @@ def nll_per_subpixel(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """NLL in nats of every sub-pixel, shape ``(B, C, H, W)`` (computed in float32)."""
     _check(logits, x)
     B, _, C, H, W = logits.shape
-    # The models' logits are a transposed view of a (B, C, 256, H, W) map: undo the transpose so
-    # that log-softmax reads contiguous memory (same numbers, one copy fewer).
-    per_colour = logits.transpose(1, 2).reshape(B * C, 256, H, W).float()
-    return F.cross_entropy(per_colour, x.reshape(B * C, H, W), reduction="none").view(B, C, H, W)
+    # One row of 256 logits per sub-pixel, in (B, H, W, C) order: the models' logits are a view
+    # of exactly that layout (see PixelRNN.to_logits), so this reshape copies nothing for them
+    # and the log-softmax reads contiguous rows.
+    rows = logits.permute(0, 3, 4, 2, 1).reshape(-1, 256).float()
+    nats = F.cross_entropy(rows, x.permute(0, 2, 3, 1).reshape(-1), reduction="none")
+    return nats.view(B, H, W, C).permute(0, 3, 1, 2)
 
 
 def nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -79,8 +79,7 @@ class RowLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)`` of the whole map, row by row."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        x_is = x_is.to(state_dtype(x_is))  # the state is float32 even under autocast
-        h = torch.zeros(B, self.hidden, W, dtype=x_is.dtype, device=x.device)
+        h = torch.zeros(B, self.hidden, W, dtype=state_dtype(x_is), device=x.device)
         c = torch.zeros_like(h)
         rows = []
         for is_row in x_is.unbind(2):  # unbind, not x_is[:, :, r]: its backward is one stack

@@ -14,8 +14,9 @@ Defaults reproduce the seed (Row LSTM, hidden 64, 4 layers, Adam, lr 1e-3, batch
 means bfloat16 on CUDA GPUs of compute capability >= 8.0 and on CPUs with native bfloat16
 instructions (AVX512-BF16 or AMX), float16 with a GradScaler on older GPUs, float32 otherwise.
 Mixed precision is ``torch.autocast`` around the forward pass: the convolutions run in 16 bits,
-while the LSTM state and update (see ``row_lstm.lstm_update``), the loss and every reported
-bits/dim stay float32; :func:`evaluate` always runs in float32.
+while the LSTM state and update (see ``row_lstm.lstm_update``), the logits (the head's last
+product, see ``model.logits_linear``), the loss and every reported bits/dim stay float32;
+:func:`evaluate` always runs in float32.
 
 Each epoch's shuffle is seeded by ``seed + epoch``, so a resumed run sees exactly the batches an
 uninterrupted run sees and ends with the same weights (on the CPU). Under ``torchrun

@@ -49,6 +49,8 @@ def test_logits_shape(arch, shape):
         raw = model.head(h)
     for c in range(C):
         torch.testing.assert_close(logits[:, :, c], raw[:, 256 * c : 256 * (c + 1)])
+    # a view of one row of 256 logits per sub-pixel, which is what the loss reads (no copy)
+    assert logits.permute(0, 3, 4, 2, 1).is_contiguous()
 
 
 @pytest.mark.parametrize("channels", [1, 3])

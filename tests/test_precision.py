@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from conftest import tiny_run_config
@@ -92,6 +93,53 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     assert features.dtype == torch.bfloat16  # the convolutions do run in bf16
     assert logits.dtype == torch.float32  # the logits, which the loss reads, do not
     assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+
+
+def test_logits_are_float32_products_under_autocast():
+    """Inside autocast the head's last product still runs in float32: the logits are not rounded."""
+    torch.manual_seed(0)
+    model = build_model("row_lstm", 3, hidden=8, layers=1)
+    x = torch.randint(0, 256, (2, 3, 5, 6))
+    seen = {}
+    hook = model.head[2].register_forward_hook(lambda module, args, out: seen.update(out=out))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x)
+    hook.remove()
+    features = seen["out"]  # what the last 1x1 convolution reads, computed in bf16
+    assert features.dtype == torch.bfloat16
+    with torch.no_grad():
+        expected = model.head[3](features.float()).view(2, 3, 256, 5, 6).transpose(1, 2)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+    rounded = expected.bfloat16().float()  # what a bf16 product would have given
+    assert (rounded - expected).abs().max() > 100 * (logits - expected).abs().max()
+
+
+def test_logits_linear_backward_runs_in_the_autocast_dtype():
+    from pixelrnn_utils.model import logits_linear
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 4, 24, requires_grad=True)
+    w = torch.randn(10, 24, requires_grad=True)
+    b = torch.randn(10, requires_grad=True)
+    g = torch.randn(3, 4, 10)
+    exact = torch.autograd.grad(F.linear(x, w, b), (x, w, b), g)
+    # without autocast: plain F.linear, forward and backward
+    plain = torch.autograd.grad(logits_linear(x, w, b), (x, w, b), g)
+    for p, e in zip(plain, exact, strict=True):
+        torch.testing.assert_close(p, e, rtol=1e-6, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = logits_linear(x, w, b)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, F.linear(x, w, b), rtol=1e-6, atol=1e-6)  # exact forward
+    grad_x, grad_w, grad_b = torch.autograd.grad(out, (x, w, b), g)
+    assert grad_x.dtype == grad_w.dtype == grad_b.dtype == torch.float32
+    # the gradients are bf16 products (exactly those), close to the float32 ones
+    torch.testing.assert_close(grad_x, (g.bfloat16() @ w.bfloat16()).float())
+    bf16_w = (g.bfloat16().flatten(0, 1).T @ x.bfloat16().flatten(0, 1)).float()
+    torch.testing.assert_close(grad_w, bf16_w, rtol=1e-2, atol=1e-2)
+    assert not torch.allclose(grad_x, exact[0], rtol=1e-5, atol=1e-5)
+    for m, e in zip((grad_x, grad_w, grad_b), exact, strict=True):
+        torch.testing.assert_close(m, e, rtol=0.05, atol=0.1)
 
 
 @pytest.mark.parametrize("arch", sorted(CACHED))
