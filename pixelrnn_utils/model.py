@@ -112,7 +112,10 @@ class PixelRNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         image = preprocess(x, self.stem.weight.dtype)
-        h = self.stem(image)
+        # the stem in float32 even under autocast: in bfloat16 the image itself would be rounded
+        # (8 bits of mantissa cannot hold its 256 levels in [-1, 1]), and the gradients with it
+        with torch.autocast(x.device.type, enabled=False):
+            h = self.stem(image)
         total = 0
         for k, layer in enumerate(self.layers):
             h = layer(h, image)

@@ -95,6 +95,35 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     assert seen and all(d == (torch.float32, torch.float32) for d in seen)
 
 
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
+def test_image_is_read_in_float32_under_autocast(arch):
+    """The layers that read the image (the stem; the Diagonal BiLSTM's full-context 1x1) run in
+    float32: in bf16 the image would be rounded, and the gradients with it."""
+    torch.manual_seed(0)
+    model = build_model(arch, 3, hidden=6, layers=2)
+    x = torch.arange(256).view(1, 1, 16, 16).expand(1, 3, 16, 16)  # every level 0..255
+    image = x.float() / 127.5 - 1
+    assert (image.bfloat16().float() != image).any()  # why it matters
+    readers = [model.stem] + [
+        layer.right_image for layer in model.layers if getattr(layer, "right_image", None)
+    ]
+    assert len(readers) == (3 if arch == "diagonal_bilstm" else 1)
+    seen = []
+    hooks = [
+        m.register_forward_hook(lambda m, args, out: seen.append((m, args[0], out)))
+        for m in readers
+    ]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    assert [m for m, _, _ in seen] == readers
+    for module, read, out in seen:
+        assert read.dtype == out.dtype == torch.float32
+        assert torch.equal(read, image)
+        torch.testing.assert_close(out, module(image))
+
+
 def test_logits_are_float32_products_under_autocast():
     """Inside autocast the head's last product still runs in float32: the logits are not rounded."""
     torch.manual_seed(0)
