@@ -30,9 +30,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 from hardware import device_name
 
+from pixelrnn_utils.metrics import nll
 from pixelrnn_utils.model import build_model
 from pixelrnn_utils.train import autocast_dtype, resolve_precision
 
@@ -73,7 +73,7 @@ def measure(arch: str, precision: str, compiled: bool, args, device: torch.devic
         model.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = net(x)
-        F.cross_entropy(logits.float(), x).backward()
+        nll(logits, x).backward()
 
     if device.type == "cuda":
         torch.cuda.empty_cache()
