@@ -52,9 +52,10 @@ def child(args: argparse.Namespace) -> dict:
         dtype = autocast_dtype(device, args.precision)
     torch.manual_seed(0)
     model = build_model("row_lstm", 3, hidden=64, layers=4).to(device)
-    net = model
-    if args.child_compile:
+    net, loss_fn = model, nll
+    if args.child_compile:  # as pixelrnn train --compile does: the model and the loss
         net = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
+        loss_fn = torch.compile(nll)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     x = torch.randint(0, 256, (args.batch, 3, 32, 32), device=device)
@@ -62,7 +63,7 @@ def child(args: argparse.Namespace) -> dict:
     def step() -> None:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = net(x)
-        loss = nll(logits, x)
+        loss = loss_fn(logits, x)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

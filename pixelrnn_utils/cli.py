@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the model (CUDA: with CUDA graphs); compiling takes a minute or more",
+        help="torch.compile the model and the loss (CUDA: with CUDA graphs); compiling takes minutes",
     )
     t.add_argument(
         "--save-every",
