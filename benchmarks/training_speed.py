@@ -4,7 +4,8 @@
                                         [--compile] [--device cpu|cuda] [--json]
 
 One training step is what ``pixelrnn train`` does per batch: autocast forward at the chosen
-precision, float32 loss, backward, gradient clipping, Adam. The model is the seed configuration (Row
+precision, float32 loss, backward, gradient clipping, Adam; on the CPU after
+``train.keep_freed_memory()``, as ``train`` calls it (the baseline has no such call). The model is the seed configuration (Row
 LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) on random images (speed does not depend on the
 values). Configurations:
 
@@ -45,6 +46,10 @@ def child(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    from pixelrnn_utils import train as train_module
+
+    if device.type == "cpu" and hasattr(train_module, "keep_freed_memory"):
+        train_module.keep_freed_memory()  # as train() does on the CPU (not in the baseline)
     dtype = None
     if args.precision != "fp32":
         from pixelrnn_utils.train import autocast_dtype
