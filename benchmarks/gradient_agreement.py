@@ -19,7 +19,6 @@ It prints:
 from __future__ import annotations
 
 import argparse
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from pixelrnn_utils.checkpoint import load_checkpoint
 from pixelrnn_utils.data import count_images, load_dataset, split_indices
 from pixelrnn_utils.metrics import nll
+from pixelrnn_utils.settings import data_source
 from pixelrnn_utils.train import autocast_dtype
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     dtype = autocast_dtype(args.device, args.precision)
     if dtype is None:
         raise SystemExit(f"--precision {args.precision} runs in float32 here: nothing to compare")
-    data = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared" / "data" / "cifar10-train")
+    data = data_source(str(ROOT.parent / "shared" / "data" / "cifar10-train"))
     _, val = split_indices(count_images(data))
     images = load_dataset(data, indices=val[: 2 * args.images])
     batches = [

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from pathlib import Path
 
 import torch
 
+from pixelrnn_utils.settings import data_source
 from pixelrnn_utils.train import TrainConfig, resolve_precision, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> None:
         type=int,
         nargs="+",
         default=[0],
-        help="train every precision from each of these seeds (weights and batch order)",
+        help="train every precision from each of these seeds (weights, batch order and split)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    data = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared" / "data" / "cifar10-train")
+    data = data_source(str(ROOT.parent / "shared" / "data" / "cifar10-train"))
     runs = [(precision, args.threads, seed) for seed in args.seeds for precision in args.precisions]
     if args.noise_floor:
         runs += [(args.precisions[0], args.noise_floor, seed) for seed in args.seeds]

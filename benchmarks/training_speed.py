@@ -5,9 +5,9 @@
 
 One training step is what ``pixelrnn train`` does per batch: autocast forward at the chosen
 precision, float32 loss, backward, gradient clipping, Adam; on the CPU after
-``train.keep_freed_memory()``, as ``train`` calls it (the baseline has no such call). The model is the seed configuration (Row
-LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) on random images (speed does not depend on the
-values). Configurations:
+``train.keep_freed_memory()``, as ``train`` calls it (the baseline has no such function). The model
+is the seed configuration (Row LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) on random images
+(speed does not depend on the values). Configurations:
 
 * ``baseline fp32``: the package as it was at git revision ``--baseline`` (extracted with
   ``git archive`` into a temporary folder), float32 eager: the speed before this version;
@@ -52,9 +52,7 @@ def child(args: argparse.Namespace) -> dict:
         train_module.keep_freed_memory()  # as train() does on the CPU (not in the baseline)
     dtype = None
     if args.precision != "fp32":
-        from pixelrnn_utils.train import autocast_dtype
-
-        dtype = autocast_dtype(device, args.precision)
+        dtype = train_module.autocast_dtype(device, args.precision)
     torch.manual_seed(0)
     model = build_model("row_lstm", 3, hidden=64, layers=4).to(device)
     net, loss_fn = model, nll

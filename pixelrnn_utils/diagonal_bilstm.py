@@ -130,10 +130,8 @@ class DiagonalBiLSTM(nn.Module):
     def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """The right-to-left direction, already shifted down by one row."""
         extra = None
-        if self.right_image is not None:
-            with torch.autocast(
-                image.device.type, enabled=False
-            ):  # the image in float32, as the stem
+        if self.right_image is not None:  # reads the image: in float32, like the model's stem
+            with torch.autocast(image.device.type, enabled=False):
                 extra = self.right_image(image).flip(3)
         right = self.right(x.flip(3), extra).flip(3)
         return F.pad(right, (0, 0, 1, 0))[:, :, :-1]

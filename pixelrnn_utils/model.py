@@ -166,11 +166,11 @@ def logits_linear(
 ) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` for the logits: exact forward, mixed-precision backward.
 
-    Under autocast (read from the model's input device) the forward still runs in float32, so the
-    logits the loss and bits/dim come from are never rounded to 16 bits (rounding them costs
-    accuracy: see README, "Does bf16 cost accuracy?"). Their gradients are computed the way
-    autocast computes every other layer's, in the autocast dtype: the two backward products are
-    the largest matrix products of a training step, and in bfloat16 they take a third of the time.
+    Under autocast (on ``x``'s device) the forward still runs in float32, so the logits the loss
+    and bits/dim come from are never rounded to 16 bits (see README, "Does bf16 cost accuracy?").
+    Their gradients are computed the way autocast computes every other layer's, in the autocast
+    dtype: the two backward products are the largest matrix products of a training step, and in
+    bfloat16 they take less than half the time.
     Without autocast (float32 training) this is plain ``F.linear``.
     """
     device = x.device.type
