@@ -7,7 +7,7 @@ the logits of every sub-pixel depend only on sub-pixels at strictly smaller posi
 ``dependency_map`` answers the question exactly with one backward pass: the image is repeated
 once per output sub-pixel, and batch element k back-propagates only the logits of sub-pixel k.
 Because batch elements never interact, the gradient of element k's input is non-zero exactly where
-output k depends on the input. A random projection of the 256 logits avoids accidental
+output k depends on the input. A random projection of the L logits avoids accidental
 cancellation. The probe is a float64 copy of the model whose ReLUs are replaced by leaky ReLUs:
 the connectivity is the same, but a unit that happens to be off for the random image can no longer
 hide a dependency (or a leak). The map is the union over a few random images.
@@ -39,8 +39,10 @@ def subpixel_name(i: int, j: int, c: int, channels: int) -> str:
 
 
 @torch.no_grad()
-def _random_images(shape: tuple[int, int, int], n: int, generator: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, 256, (n, *shape), generator=generator).double()
+def _random_images(
+    shape: tuple[int, int, int], n: int, generator: torch.Generator, levels: int = 256
+) -> torch.Tensor:
+    return torch.randint(0, levels, (n, *shape), generator=generator).double()
 
 
 def dependency_map(
@@ -54,19 +56,20 @@ def dependency_map(
     C, H, W = shape
     n = C * H * W
     probe = _double_copy(model)
+    levels = getattr(model, "levels", 256)  # values per sub-pixel (2 for binarized models)
     gen = torch.Generator().manual_seed(seed)
     dep = torch.zeros(n, n, dtype=torch.bool)
     idx = torch.arange(n)
     c_idx, i_idx, j_idx = idx // (H * W), (idx // W) % H, idx % W
     for _ in range(trials):
-        x = _random_images(shape, 1, gen).repeat(n, 1, 1, 1).requires_grad_(True)
-        logits = probe(x)  # (n, 256, C, H, W)
-        if logits.shape != (n, 256, C, H, W):
+        x = _random_images(shape, 1, gen, levels).repeat(n, 1, 1, 1).requires_grad_(True)
+        logits = probe(x)  # (n, L, C, H, W)
+        if logits.shape != (n, levels, C, H, W):
             raise ValueError(
-                f"model returned logits {tuple(logits.shape)}, expected (B, 256, {C}, {H}, {W})"
+                f"model returned logits {tuple(logits.shape)}, expected (B, {levels}, {C}, {H}, {W})"
             )
-        picked = logits[idx, :, c_idx, i_idx, j_idx]  # (n, 256): output k of batch element k
-        weights = torch.randn(n, 256, generator=gen, dtype=picked.dtype)
+        picked = logits[idx, :, c_idx, i_idx, j_idx]  # (n, L): output k of batch element k
+        weights = torch.randn(n, levels, generator=gen, dtype=picked.dtype)
         (grad,) = torch.autograd.grad((picked * weights).sum(), x)
         dep |= grad.reshape(n, n) != 0
     return dep.reshape(C, H, W, C, H, W)

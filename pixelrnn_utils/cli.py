@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .data import is_binarized_mnist
 from .settings import data_source, smoke
 
 __all__ = ["main", "build_parser"]
@@ -34,8 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--data",
         default=None,
-        help="cifar10 | mnist | fashion_mnist | path to an ImageFolder "
-        "(default: $PIXELRNN_DATA, else cifar10)",
+        help="cifar10 | mnist | fashion_mnist | binarized_mnist (shipped; the paper's Table 4) | "
+        "path to an ImageFolder (default: $PIXELRNN_DATA, else cifar10)",
     )
     t.add_argument(
         "--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"]
@@ -60,9 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default=None, help="cpu | cuda | cuda:1 (default: cuda if available)"
     )
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--channels", type=int, default=3, choices=[1, 3])
     t.add_argument(
-        "--image-size", type=int, default=32, help="images are resized/cropped to this size"
+        "--channels", type=int, default=None, choices=[1, 3], help="default 3 (binarized MNIST: 1)"
+    )
+    t.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="images are resized/cropped to this size; default 32 (binarized MNIST: 28)",
+    )
+    t.add_argument(
+        "--levels",
+        type=int,
+        default=None,
+        help="values per sub-pixel, 2..256: 8-bit images are quantised to this many bins and the "
+        "model predicts an L-way softmax; default: the data's own (256, binarized MNIST 2)",
     )
     t.add_argument(
         "--skip",
@@ -135,7 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=16)
     s.add_argument("--method", default="cached", choices=["naive", "cached"])
     s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument("--size", type=int, default=32, help="image height and width")
+    s.add_argument(
+        "--size", type=int, default=None, help="image height and width (default: the run's)"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.add_argument("--out", default="samples.png")
@@ -158,6 +173,10 @@ def _train(args: argparse.Namespace) -> int:
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in known}
     values["data"] = args.data or data_source()
+    native = is_binarized_mnist(values["data"])  # 28x28 grey, 2 levels
+    for name, usual, binarized in (("channels", 3, 1), ("image_size", 32, 28)):
+        if values[name] is None:
+            values[name] = binarized if native else usual
     values["options"] = {"skip": True} if args.skip else {}
     if not args.residual:
         values["options"]["residual"] = False
@@ -177,7 +196,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader, Subset
 
     from .checkpoint import load_checkpoint
-    from .data import load_dataset
+    from .data import load_dataset, source_levels, with_levels
     from .train import TrainConfig, evaluate, load_splits
 
     limit = args.limit if args.limit is not None else _defaults("evaluate").get("limit")
@@ -191,20 +210,38 @@ def _evaluate(args: argparse.Namespace) -> int:
         {**info.get("train", {}), "channels": model.in_channels, "val_limit": limit, "limit": 0}
     )
     # --data, else $PIXELRNN_DATA, else the data the run was trained on
+    trained_on = run.data
     run.data = args.data or os.environ.get("PIXELRNN_DATA") or run.data
     run.data_root = args.data_root
+    run.levels = model.levels
+    if source_levels(trained_on) < source_levels(run.data):
+        raise ValueError(
+            f"{args.checkpoint} was trained on {trained_on} ({source_levels(trained_on)} levels "
+            f"per sub-pixel) and {run.data} has {source_levels(run.data)}: evaluate it with "
+            f"--data {trained_on}"
+        )
+    if source_levels(run.data) < model.levels:
+        raise ValueError(
+            f"{run.data} has {source_levels(run.data)} levels per sub-pixel and the model in "
+            f"{args.checkpoint} predicts {model.levels}: evaluate a {source_levels(run.data)}-level "
+            f"checkpoint on it, or this one with --data {trained_on}"
+        )
     if args.split == "test":
-        if Path(run.data).exists():
+        if Path(run.data).exists() and not is_binarized_mnist(run.data):
             raise ValueError(
                 f"{run.data} is an image folder and has no test split; use --split val"
             )
+        # binarized MNIST's test split is ordered by digit: a limit keeps evenly spread images
+        spread = limit if is_binarized_mnist(run.data) else None
         held_out = load_dataset(
             run.data,
             root=run.data_root,
             train=False,
             image_size=run.image_size,
             channels=run.channels,
+            limit=spread,
         )
+        held_out = with_levels(held_out, model.levels)
         if limit is not None:
             held_out = Subset(held_out, range(min(limit, len(held_out))))
     else:
@@ -247,10 +284,11 @@ def _sample(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_writable(out)  # before the sampling, not after it
-    if args.n < 1 or args.size < 1:
+    if args.n < 1 or (args.size is not None and args.size < 1):
         raise ValueError(f"--n and --size must be at least 1, got {args.n} and {args.size}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, _ = load_checkpoint(args.checkpoint, map_location=device)
+    model, info = load_checkpoint(args.checkpoint, map_location=device)
+    size = args.size or info.get("train", {}).get("image_size", 32)
     method = args.method
     if method == "cached" and model.config["arch"] not in CACHED:
         print(f"note: no cached sampler for {model.config['arch']}; using naive", file=sys.stderr)
@@ -259,13 +297,13 @@ def _sample(args: argparse.Namespace) -> int:
     images = sample(
         model,
         args.n,
-        (model.in_channels, args.size, args.size),
+        (model.in_channels, size, size),
         method=method,
         temperature=args.temperature,
         generator=generator,
         progress=True,
     )
-    save_image(images.float() / 255, out, nrow=int(args.n**0.5 + 0.999))
+    save_image(images.float() / (model.levels - 1), out, nrow=int(args.n**0.5 + 0.999))
     if args.json:
         print(
             json.dumps(

@@ -40,8 +40,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import tempfile
 import warnings
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -52,6 +54,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .progress import progress_bar
+from .settings import shown_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -68,6 +71,16 @@ __all__ = [
     "split_dataset",
     "make_loader",
     "requantize",
+    "quantize",
+    "bins_to_grey",
+    "check_levels",
+    "BINARIZED_MNIST",
+    "BINARIZED_MNIST_SPLITS",
+    "binarized_mnist_file",
+    "read_amat",
+    "source_levels",
+    "is_binarized_mnist",
+    "with_levels",
 ]
 
 #: File extensions (lower case) that :func:`load_dataset` reads from an ImageFolder.
@@ -204,6 +217,8 @@ class ImageDataset(Dataset):
         classes: class names; ``labels`` index into it.
         files: the image files kept (ImageFolder sources), else ``None``.
         indices: for each image, its position in the source's full (sorted) list of images.
+        levels: how many values a sub-pixel can take, ``0 .. levels - 1`` (256 for 8-bit images,
+            2 for binarized MNIST; :func:`quantize` lowers it).
     """
 
     def __init__(
@@ -213,6 +228,7 @@ class ImageDataset(Dataset):
         classes: Sequence[str],
         files: list[Path] | None = None,
         indices: list[int] | None = None,
+        levels: int = 256,
     ) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(
@@ -223,6 +239,7 @@ class ImageDataset(Dataset):
         self.classes = list(classes)
         self.files = files
         self.indices = list(range(images.shape[0])) if indices is None else list(indices)
+        self.levels = levels
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -232,7 +249,8 @@ class ImageDataset(Dataset):
 
     def __repr__(self) -> str:
         n, c, h, w = self.images.shape
-        return f"ImageDataset({n} images, {c}x{h}x{w}, {len(self.classes)} classes)"
+        levels = "" if self.levels == 256 else f", {self.levels} levels"
+        return f"ImageDataset({n} images, {c}x{h}x{w}, {len(self.classes)} classes{levels})"
 
 
 def _progress(indices: list[int], desc: str) -> tqdm:
@@ -523,6 +541,8 @@ def count_images(
     source: str | Path, root: str | Path = "data", train: bool = True, download: bool = True
 ) -> int:
     """How many images ``load_dataset(source, ...)`` would see, without decoding any."""
+    if is_binarized_mnist(source):
+        return len(_binarized_mnist_split(source, "train" if train else "test"))
     if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
         root = Path(root).expanduser().resolve()
         return len(_torchvision_dataset(source.lower(), root, train, download))
@@ -551,12 +571,15 @@ def load_dataset(
     limit: int | None = None,
     download: bool = True,
     indices: Sequence[int] | None = None,
+    split: str | None = None,
 ) -> ImageDataset:
     """Load images as ``(long (C, H, W) in 0..255, int label)`` items.
 
     Args:
-        source: ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` (torchvision), or the path of an
-            ImageFolder ``<source>/<class>/<image>`` (or a flat folder of images, label 0).
+        source: ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` (torchvision), ``"binarized_mnist"``
+            (shipped with the course: 28x28, values 0/1, ``levels`` 2, no labels; or the path of
+            a folder holding its three ``.amat`` files), or the path of an ImageFolder
+            ``<source>/<class>/<image>`` (or a flat folder of images, label 0).
         root: where torchvision datasets are stored/downloaded; relative paths resolve against the
             current working directory. Ignored for folder sources.
         train: the training split (torchvision sources only; a folder is one split -- carve a
@@ -570,6 +593,8 @@ def load_dataset(
         indices: decode only these positions of the source's sorted image list (``limit`` then
             keeps the first ``limit`` of them). The result's ``indices`` attribute says which
             positions it holds (unreadable files are skipped).
+        split: binarized MNIST only: ``"train"``, ``"valid"`` or ``"test"`` (its published
+            splits); by default ``"train"`` when ``train`` is True, else ``"test"``.
 
     Raises:
         FileNotFoundError: ``source`` is neither a known name nor an existing path.
@@ -578,12 +603,187 @@ def load_dataset(
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
+    if is_binarized_mnist(source):
+        split = split or ("train" if train else "test")
+        return _load_binarized_mnist(source, split, image_size, channels, limit, indices)
+    if split is not None:
+        raise ValueError(f"split={split!r} applies to {BINARIZED_MNIST} only; use train=True/False")
     if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
         root = Path(root).expanduser().resolve()
         return _load_torchvision(
             source.lower(), root, train, image_size, channels, limit, download, indices
         )
     return _load_image_folder(_check_folder(source), image_size, channels, limit, indices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Binarized MNIST: the paper's Table 4 data, shipped with the course
+# ---------------------------------------------------------------------------------------------
+
+#: The name of the binarized MNIST source (``--data binarized_mnist``).
+BINARIZED_MNIST = "binarized_mnist"
+#: Its published splits, used as they are (never re-split): train, valid (model selection), test.
+BINARIZED_MNIST_SPLITS = ("train", "valid", "test")
+_AMAT = "binarized_mnist_{split}.amat"
+_MAT_TYPES = {
+    1: "i1",
+    2: "u1",
+    3: "i2",
+    4: "u2",
+    5: "i4",
+    6: "u4",
+    7: "f4",
+    9: "f8",
+    12: "i8",
+    13: "u8",
+}
+_MI_MATRIX, _MI_COMPRESSED = 14, 15
+
+
+def binarized_mnist_file() -> Path:
+    """The shipped copy: ``data/binarized_mnist.npz``, one ``numpy.packbits`` array per split.
+
+    Made from the ``.amat`` files by ``data/convert_binarized_mnist.py``; ``tests/test_data.py``
+    checks every split against the published arrays' md5s.
+    """
+    return project_root() / "data" / "binarized_mnist.npz"
+
+
+def _mat_elements(buf: bytes, endian: str):
+    """The ``(type, payload)`` data elements of a MATLAB 5 byte string, in order."""
+    pos = 0
+    while pos + 8 <= len(buf):
+        kind, size = struct.unpack_from(endian + "II", buf, pos)
+        if kind >> 16:  # "small" element: size in the tag's upper half, payload in its 4 bytes
+            yield kind & 0xFFFF, buf[pos + 4 : pos + 4 + (kind >> 16)]
+            pos += 8
+            continue
+        yield kind, buf[pos + 8 : pos + 8 + size]
+        pos += 8 + size + (0 if kind == _MI_COMPRESSED else -size % 8)
+
+
+def read_amat(path: str | Path) -> np.ndarray:
+    """The ``(N, 784)`` uint8 array of 0/1 in a binarized MNIST ``.amat`` file.
+
+    Despite the name, these files are MATLAB 5 files holding one matrix ``X``. This reads that
+    format directly (no SciPy needed); anything else is refused with an error that says so.
+    """
+    path = Path(path)
+    hint = (
+        f"{path} is not a binarized MNIST .amat file (a MATLAB 5 file holding one N x 784 matrix "
+        "of 0/1, as in ../shared/data/binarized-mnist); "
+    )
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no file {path}: a binarized MNIST folder holds "
+            f"{', '.join(_AMAT.format(split=s) for s in BINARIZED_MNIST_SPLITS)}; or use "
+            f"--data {BINARIZED_MNIST}, the copy shipped with the course"
+        )
+    raw = path.read_bytes()
+    if (
+        len(raw) < 136
+        or not raw.startswith(b"MATLAB 5.0 MAT-file")
+        or raw[126:128]
+        not in (
+            b"IM",
+            b"MI",
+        )
+    ):
+        raise ValueError(hint + "it has no MATLAB 5 header")
+    endian = "<" if raw[126:128] == b"IM" else ">"
+    try:
+        for kind, payload in _mat_elements(raw[128:], endian):
+            if kind == _MI_COMPRESSED:
+                kind, payload = next(_mat_elements(zlib.decompress(payload), endian))
+            if kind != _MI_MATRIX:
+                continue
+            _flags, (_, dims), _name, (real_kind, real) = list(_mat_elements(payload, endian))[:4]
+            shape = tuple(np.frombuffer(dims, dtype=endian + "i4"))
+            values = np.frombuffer(real, dtype=endian + _MAT_TYPES[real_kind])
+            array = values.reshape(shape, order="F")  # MATLAB stores columns first
+            break
+        else:
+            raise ValueError("no matrix in it")
+    except (struct.error, zlib.error, KeyError, ValueError, StopIteration) as e:
+        raise ValueError(hint + f"it could not be read ({type(e).__name__}: {e})") from e
+    if array.ndim != 2 or array.shape[1] != 28 * 28:
+        raise ValueError(hint + f"its matrix is {' x '.join(map(str, array.shape))}, not N x 784")
+    if not np.isin(array, (0, 1)).all():
+        raise ValueError(hint + "its values are not all 0 or 1")
+    return np.ascontiguousarray(array, dtype=np.uint8)
+
+
+def is_binarized_mnist(source: str | Path) -> bool:
+    """True for the name ``binarized_mnist`` and for a folder holding the ``.amat`` files."""
+    if isinstance(source, str) and source.lower() == BINARIZED_MNIST:
+        return True
+    folder = Path(source).expanduser()
+    return folder.is_dir() and (folder / _AMAT.format(split="train")).is_file()
+
+
+def _binarized_mnist_split(source: str | Path, split: str) -> np.ndarray:
+    """One split as ``(N, 784)`` uint8 0/1: from the shipped file, or from a folder of ``.amat``."""
+    if split not in BINARIZED_MNIST_SPLITS:
+        raise ValueError(
+            f"binarized MNIST has the splits {', '.join(BINARIZED_MNIST_SPLITS)}, not {split!r}"
+        )
+    if isinstance(source, str) and source.lower() == BINARIZED_MNIST:
+        path = binarized_mnist_file()
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"the shipped binarized MNIST ({shown_path(path)}) is missing: restore it with "
+                "`git checkout data/binarized_mnist.npz`, or point --data at a folder holding "
+                f"the {_AMAT.format(split='{train,valid,test}')} files"
+            )
+        with np.load(path, allow_pickle=False) as arrays:
+            return np.unpackbits(arrays[split], axis=1, count=28 * 28)
+    return read_amat(Path(source).expanduser() / _AMAT.format(split=split))
+
+
+def _load_binarized_mnist(
+    source: str | Path,
+    split: str,
+    image_size: int | None,
+    channels: int,
+    limit: int | None,
+    indices: Sequence[int] | None,
+) -> ImageDataset:
+    """Binarized MNIST as a 2-level dataset: ``(1, 28, 28)`` images of 0/1, no labels (-1)."""
+    if channels != 1 or image_size not in (None, 28):
+        raise ValueError(
+            "binarized MNIST is 28x28 grey with 2 levels: use channels=1 and image_size=28 "
+            "(CLI: --channels 1 --image-size 28, the defaults for --data binarized_mnist)"
+        )
+    array = _binarized_mnist_split(source, split)
+    keep = _select(len(array), limit, indices)
+    images = torch.from_numpy(array[keep]).view(-1, 1, 28, 28)
+    labels = torch.full((len(keep),), -1, dtype=torch.long)
+    return ImageDataset(images, labels, [], indices=keep, levels=2)
+
+
+def with_levels(dataset: ImageDataset, levels: int) -> ImageDataset:
+    """``dataset`` with its sub-pixels in ``levels`` bins: 8-bit images are quantised
+    (:func:`quantize`); data that has fewer levels than asked for is refused (a 256-level model
+    cannot be trained or evaluated on binary images)."""
+    check_levels(levels)
+    if dataset.levels == levels:
+        return dataset
+    if dataset.levels != 256:
+        raise ValueError(
+            f"this data has {dataset.levels} levels per sub-pixel and the model predicts "
+            f"{levels}: a {levels}-level model cannot be trained or evaluated on it. Use "
+            f"--levels {dataset.levels} (the default for this data) or a {dataset.levels}-level "
+            "checkpoint"
+        )
+    images = quantize(dataset.images, levels).to(torch.uint8)
+    return ImageDataset(
+        images, dataset.labels, dataset.classes, dataset.files, dataset.indices, levels=levels
+    )
+
+
+def source_levels(source: str | Path) -> int:
+    """How many values a sub-pixel of ``source`` takes: 2 for binarized MNIST, else 256."""
+    return 2 if is_binarized_mnist(source) else 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -639,6 +839,32 @@ def make_loader(
     )
 
 
+def check_levels(levels: int) -> int:
+    """``levels`` if it is a number of sub-pixel values the course's models can use (2 to 256)."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or not 2 <= levels <= 256:
+        raise ValueError(
+            f"levels must be an integer from 2 (binary) to 256 (8-bit images), got {levels!r}"
+        )
+    return levels
+
+
+def quantize(images: torch.Tensor, levels: int) -> torch.Tensor:
+    """8-bit values ``0..255`` -> ``levels`` equal-width bins ``0 .. levels - 1`` (``long``).
+
+    Value ``v`` goes to bin ``v * levels // 256``: ``levels=256`` is the identity, ``levels=2``
+    maps 0..127 to 0 and 128..255 to 1. The model then predicts an L-way softmax per sub-pixel;
+    :func:`bins_to_grey` shows bins on the 0..255 scale again.
+    """
+    check_levels(levels)
+    return images.long() * levels // 256
+
+
+def bins_to_grey(bins: torch.Tensor, levels: int) -> torch.Tensor:
+    """Bins ``0 .. levels - 1`` -> evenly spaced values on 0..255 (``round(q * 255 / (L - 1))``)."""
+    check_levels(levels)
+    return (bins.long() * 255 + (levels - 1) // 2) // (levels - 1)
+
+
 def requantize(images: torch.Tensor, levels: int) -> torch.Tensor:
     """Show images with only ``levels`` intensity levels (per sub-pixel), back on the 0..255 scale.
 
@@ -646,7 +872,4 @@ def requantize(images: torch.Tensor, levels: int) -> torch.Tensor:
     spaced value ``round(q * 255 / (levels - 1))``. ``levels=256`` is the identity; ``levels=2``
     maps 0..127 to 0 and 128..255 to 255. Returns a ``long`` tensor of the input's shape.
     """
-    if not 2 <= levels <= 256:
-        raise ValueError(f"levels must be between 2 and 256, got {levels}")
-    bins = images.long() * levels // 256
-    return (bins * 255 + (levels - 1) // 2) // (levels - 1)
+    return bins_to_grey(quantize(images, levels), levels)

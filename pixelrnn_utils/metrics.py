@@ -1,10 +1,12 @@
 """Negative log-likelihood and bits per dimension.
 
-A model's logits ``(B, 256, C, H, W)`` define a 256-way categorical distribution for every
-sub-pixel. The loss is the mean negative log-likelihood in **nats** over all B * C * H * W
-sub-pixels; **bits/dim** is that mean divided by ln 2. A uniform model assigns 1/256 to every value,
-so its NLL is ln 256 nats = exactly 8 bits per sub-pixel. An image of D = C * H * W sub-pixels costs
-``bits_per_dim * D * ln 2`` nats in all.
+A model's logits ``(B, L, C, H, W)`` define an L-way categorical distribution for every
+sub-pixel (L = ``levels``: 256 for 8-bit images, 2 for binarized MNIST). The loss is the mean
+negative log-likelihood in **nats** over all B * C * H * W sub-pixels; **bits/dim** is that mean
+divided by ln 2. A uniform model assigns 1/L to every value, so its NLL is ln L nats = log2 L bits
+per sub-pixel: exactly 8 at L = 256, 1 at L = 2. An image of D = C * H * W sub-pixels costs
+``bits_per_dim * D * ln 2`` nats in all (the unit of the paper's MNIST table). Numbers compare
+only at equal L: fewer levels are fewer bits to predict.
 """
 
 from __future__ import annotations
@@ -28,14 +30,19 @@ LN2 = math.log(2.0)
 
 
 def _check(logits: torch.Tensor, x: torch.Tensor) -> None:
-    if (
-        logits.dim() != 5
-        or logits.shape[1] != 256
-        or logits.shape[0:1] + logits.shape[2:] != x.shape
-    ):
+    if logits.dim() != 5 or logits.shape[0:1] + logits.shape[2:] != x.shape:
         raise ValueError(
-            f"logits must be (B, 256, C, H, W) matching images (B, C, H, W); "
+            f"logits must be (B, L, C, H, W) matching images (B, C, H, W); "
             f"got logits {tuple(logits.shape)} and images {tuple(x.shape)}"
+        )
+    if torch.compiler.is_compiling() or not x.numel():
+        return
+    low, high = int(x.min()), int(x.max())
+    if low < 0 or high >= logits.shape[1]:
+        raise ValueError(
+            f"images hold values {low}..{high} but the logits predict {logits.shape[1]} levels "
+            f"(0..{logits.shape[1] - 1}): quantise the images to the model's levels "
+            "(data.quantize) or use a model built for this data"
         )
 
 
@@ -43,10 +50,10 @@ def nll_per_subpixel(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """NLL in nats of every sub-pixel, shape ``(B, C, H, W)`` (computed in float32)."""
     _check(logits, x)
     B, _, C, H, W = logits.shape
-    # One row of 256 logits per sub-pixel, in (B, H, W, C) order: the models' logits are a view
+    # One row of L logits per sub-pixel, in (B, H, W, C) order: the models' logits are a view
     # of exactly that layout (see PixelRNN.to_logits), so this reshape copies nothing for them
     # and the log-softmax reads contiguous rows.
-    rows = logits.permute(0, 3, 4, 2, 1).reshape(-1, 256).float()
+    rows = logits.permute(0, 3, 4, 2, 1).reshape(-1, logits.shape[1]).float()
     nats = F.cross_entropy(rows, x.permute(0, 2, 3, 1).reshape(-1), reduction="none")
     return nats.view(B, H, W, C).permute(0, 3, 1, 2)
 

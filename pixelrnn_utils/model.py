@@ -5,10 +5,13 @@ Every model has the same three parts (paper, Table 1):
 1. **stem**: a 7x7 masked convolution, mask A, from the C image channels to 2h features;
 2. **body**: ``layers`` residual layers, all 2h -> 2h: Row LSTM, Diagonal BiLSTM or PixelCNN block.
    Every layer is called as ``layer(features, image)``; only the Diagonal BiLSTM uses the image;
-3. **head**: ReLU -> masked 1x1 (2h -> 2h) -> ReLU -> masked 1x1 (2h -> 256 C), mask B.
+3. **head**: ReLU -> masked 1x1 (2h -> 2h) -> ReLU -> masked 1x1 (2h -> L C), mask B.
 
-The image (long, 0..255) is scaled to [-1, 1] on the way in; the 256 C logits come out as
-``(B, 256, C, H, W)`` so that ``F.cross_entropy(logits, x)`` is the per-sub-pixel NLL in nats.
+``levels`` L is how many values a sub-pixel takes: 256 for 8-bit images (the default), 2 for
+binarized MNIST. The image (long, 0..L-1) is scaled to [-1, 1] on the way in; the L C logits come
+out as ``(B, L, C, H, W)`` so that ``F.cross_entropy(logits, x)`` is the per-sub-pixel NLL in
+nats. At L = 2 the softmax over two logits ``(a, b)`` is the paper's sigmoid: p(1) =
+sigmoid(b - a) (tests/test_model.py checks it).
 With ``skip=True`` the head reads the paper's **skip connections** instead of the last layer's output:
 every layer's output goes through its own masked 1x1 convolution (learned) into a sum. Layer
 options: ``residual=False`` removes the layers' residual connections (the paper's Table 2 ablation),
@@ -38,13 +41,13 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
 }
 
 
-def preprocess(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Map 0..255 images (long, or float for gradient probes) to [-1, 1] in ``dtype``."""
-    return x.to(dtype) / 127.5 - 1.0
+def preprocess(x: torch.Tensor, dtype: torch.dtype, levels: int = 256) -> torch.Tensor:
+    """Map images of values 0..levels-1 (long, or float for gradient probes) to [-1, 1] in ``dtype``."""
+    return x.to(dtype) / ((levels - 1) / 2) - 1.0
 
 
 class PixelRNN(nn.Module):
-    """Stem (mask A) -> residual layers -> head; images ``(B, C, H, W)`` -> logits ``(B, 256, C, H, W)``."""
+    """Stem (mask A) -> residual layers -> head; images ``(B, C, H, W)`` -> logits ``(B, L, C, H, W)``."""
 
     def __init__(
         self,
@@ -53,6 +56,7 @@ class PixelRNN(nn.Module):
         hidden: int = 64,
         layers: int = 4,
         skip: bool = False,
+        levels: int = 256,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -66,10 +70,15 @@ class PixelRNN(nn.Module):
             raise ValueError(
                 f"hidden must be at least 3 (one feature per colour group), got {hidden}"
             )
+        if isinstance(levels, bool) or not isinstance(levels, int) or not 2 <= levels <= 256:
+            raise ValueError(f"levels must be an integer from 2 to 256, got {levels!r}")
         self.config: dict[str, Any] = dict(
             arch=arch, in_channels=in_channels, hidden=hidden, layers=layers, skip=skip, **options
         )
+        if levels != 256:  # 8-bit models keep the config (and checkpoints) they always had
+            self.config["levels"] = levels
         self.in_channels = in_channels
+        self.levels = levels
         groups = in_channels  # one colour group per image channel: R, G, B (or L)
         features = 2 * hidden
         self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)
@@ -88,7 +97,7 @@ class PixelRNN(nn.Module):
             nn.ReLU(),
             MaskedConv2d(features, features, 1, "B", groups),
             nn.ReLU(),
-            MaskedConv2d(features, 256 * in_channels, 1, "B", groups),
+            MaskedConv2d(features, levels * in_channels, 1, "B", groups),
         )
         # built last, so that a model with and without them shares every other initial weight
         # skip connections (paper §3.3): each layer's output, through its own 1x1, to the head
@@ -111,7 +120,7 @@ class PixelRNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        image = preprocess(x, self.stem.weight.dtype)
+        image = preprocess(x, self.stem.weight.dtype, self.levels)
         # the stem in float32 even under autocast: in bfloat16 the image itself would be rounded
         # (8 bits of mantissa cannot hold its 256 levels in [-1, 1]), and the gradients with it
         with torch.autocast(x.device.type, enabled=False):
@@ -126,20 +135,20 @@ class PixelRNN(nn.Module):
         return self.to_logits(out.to(state_dtype(out)))
 
     def to_logits(self, features: torch.Tensor) -> torch.Tensor:
-        """The head's last masked 1x1 convolution: ``(B, 2h, H, W)`` -> logits ``(B, 256, C, H, W)``.
+        """The head's last masked 1x1 convolution: ``(B, 2h, H, W)`` -> logits ``(B, L, C, H, W)``.
 
         A 1x1 convolution is one matrix product over every pixel's channels. Computed that way in
         the ``(B, H, W, channels)`` layout it is about 1.6x faster on a CPU than ``conv2d``, and
-        each sub-pixel's 256 logits end up side by side in memory, where the loss's log-softmax
-        reads them. The logits returned are a ``(B, 256, C, H, W)`` view of that layout: the same
+        each sub-pixel's L logits end up side by side in memory, where the loss's log-softmax
+        reads them. The logits returned are a ``(B, L, C, H, W)`` view of that layout: the same
         numbers as ``head[-1]`` applied as a convolution (tests/test_model.py checks it).
         """
         conv = self.head[-1]
         B, _, H, W = features.shape
-        weight = conv.masked_weight().flatten(1)  # (256 C, 2h); output block c is colour c
+        weight = conv.masked_weight().flatten(1)  # (L C, 2h); output block c is colour c
         pixels = features.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2h): one row per pixel
-        out = logits_linear(pixels, weight, conv.bias)  # (B, H, W, 256 C)
-        return out.view(B, H, W, self.in_channels, 256).permute(0, 4, 3, 1, 2)
+        out = logits_linear(pixels, weight, conv.bias)  # (B, H, W, L C)
+        return out.view(B, H, W, self.in_channels, self.levels).permute(0, 4, 3, 1, 2)
 
 
 class _LogitsLinear(torch.autograd.Function):
@@ -186,7 +195,8 @@ def build_model(
     """Build any course model. ``build_model("row_lstm", 3, hidden=64, layers=4)`` is the seed.
 
     ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
-    ``skip=True`` (learned skip connections to the head) and the layer options ``residual``,
+    ``levels`` (values per sub-pixel, 2..256, default 256), ``skip=True`` (learned skip
+    connections to the head) and the layer options ``residual``,
     ``kernel_size`` and ``full_context`` (see the module docstring).
     """
     return PixelRNN(arch, in_channels, hidden, layers, **options)

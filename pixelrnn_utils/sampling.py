@@ -32,7 +32,7 @@ __all__ = ["sample", "draw"]
 
 
 def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Inverse-CDF sample from ``(n, 256)`` logits with uniforms ``u`` ``(n,)`` in [0, 1).
+    """Inverse-CDF sample from ``(n, L)`` logits with uniforms ``u`` ``(n,)`` in [0, 1).
 
     Temperature divides the logits: below 1 sharpens, above 1 flattens, -> 0 gives the argmax.
     Computed in float64 so that tiny float differences between methods almost never matter.
@@ -40,7 +40,7 @@ def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> tor
     probs = F.softmax(logits.double() / temperature, dim=-1)
     cdf = probs.cumsum(-1)
     value = torch.searchsorted(cdf, (u.double() * cdf[:, -1]).unsqueeze(-1)).squeeze(-1)
-    return value.clamp_(max=255)
+    return value.clamp_(max=logits.shape[-1] - 1)
 
 
 def _check(
@@ -96,7 +96,7 @@ def sample(
     prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Draw ``n`` images of ``shape = (C, H, W)``; returns long ``(n, C, H, W)`` in 0..255.
+    """Draw ``n`` images of ``shape = (C, H, W)``; returns long ``(n, C, H, W)`` in 0..L-1.
 
     ``prefix = (images, mask)`` gives image completion: where ``mask`` is True the value from
     ``images`` is kept exactly and the model fills in the rest. ``generator`` is a CPU
@@ -165,14 +165,18 @@ class _CachedModel:
         self.stem_b = stem.bias
         self.head_w1 = model.head[1].masked_weight()[:, :, 0, 0]
         self.head_b1 = model.head[1].bias
-        self.head_w2 = model.head[3].masked_weight()[:, :, 0, 0].view(C, 256, -1)
-        self.head_b2 = model.head[3].bias.view(C, 256)
+        self.head_w2 = model.head[3].masked_weight()[:, :, 0, 0].view(C, model.levels, -1)
+        self.head_b2 = model.head[3].bias.view(C, model.levels)
         skips = model.skips or []
         self.skip_w = [skip.masked_weight()[:, :, 0, 0] for skip in skips]
         self.dtype = self.stem_w.dtype
         # the image drawn so far, scaled like the model's input, with the stem's zero padding
         self.image = x.new_zeros(n, C, H + 2 * r, W + 2 * r, dtype=self.dtype)
         self.row = 0
+
+    def scaled(self, i: int, j: int) -> torch.Tensor:
+        """Pixel (i, j) of the image drawn so far, scaled like the model's input."""
+        return preprocess(self.x[:, :, i, j], self.dtype, self.model.levels)
 
     def zeros(self, *shape: int) -> torch.Tensor:
         return self.x.new_zeros(*shape, dtype=self.dtype)
@@ -186,14 +190,14 @@ class _CachedModel:
 
     def pixel_done(self, i: int, j: int) -> None:
         """All colours of (i, j) are drawn: store the complete pixel for the next stems."""
-        self.image[:, :, i + self.r, j + self.r] = preprocess(self.x[:, :, i, j], self.dtype)
+        self.image[:, :, i + self.r, j + self.r] = self.scaled(i, j)
 
     def __call__(self, i: int, j: int, c: int, want_logits: bool) -> torch.Tensor | None:
         if i != self.row:
             self.row = i
             self.new_row(i)
         r = self.r
-        self.image[:, :, i + r, j + r] = preprocess(self.x[:, :, i, j], self.dtype)
+        self.image[:, :, i + r, j + r] = self.scaled(i, j)
         patch = self.image[:, :, i : i + r + 1, j : j + 2 * r + 1].reshape(self.x.shape[0], -1)
         a = patch @ self.stem_w.T + self.stem_b  # stem output at (i, j): (n, 2h)
         total = 0

@@ -32,7 +32,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, set_rng_state
-from .data import count_images, load_dataset, split_indices
+from .data import (
+    check_levels,
+    count_images,
+    is_binarized_mnist,
+    load_dataset,
+    source_levels,
+    split_indices,
+    with_levels,
+)
 from .metrics import LN2, nll, nll_per_subpixel
 from .model import build_model
 from .progress import progress_bar
@@ -94,6 +102,7 @@ class TrainConfig:
     compile: bool = False
     channels: int = 3
     image_size: int = 32
+    levels: int | None = None  # values per sub-pixel, 2..256; None: the data's own (see data.py)
     data_root: str = "data"
     progress: bool = True
     save_every: float = 10.0  # minutes between mid-epoch checkpoints; 0 = only at epoch ends
@@ -214,6 +223,11 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append(
             f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}"
         )
+    if cfg.levels is not None:
+        try:
+            check_levels(cfg.levels)
+        except ValueError as e:
+            problems.append(f"--levels: {e}")
     if cfg.lr_schedule not in LR_SCHEDULES:
         problems.append(
             f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
@@ -231,11 +245,27 @@ def _distributed() -> tuple[int, int]:
 
 
 def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
-    """The training and validation sets: a deterministic split of the training data.
+    """The training and validation sets, with sub-pixels in ``cfg.levels`` bins.
 
-    Only the images used are decoded: ``limit`` and ``val_limit`` keep the first images of each
-    part (in sorted order), so a small run starts fast; large decodes are cached (see ``data``).
+    Binarized MNIST has published splits, used as they are: ``train`` and ``valid`` (``limit`` and
+    ``val_limit`` keep evenly spread images of each). Every other source has one training split,
+    cut deterministically into two parts; only the images used are decoded: ``limit`` and
+    ``val_limit`` keep the first images of each part (in sorted order), so a small run starts
+    fast; large decodes are cached (see ``data``).
     """
+    levels = cfg.levels or source_levels(cfg.data)
+    if is_binarized_mnist(cfg.data):
+        train_set, val_set = (
+            load_dataset(
+                cfg.data,
+                split=split,
+                image_size=cfg.image_size,
+                channels=cfg.channels,
+                limit=limit,
+            )
+            for split, limit in (("train", cfg.limit), ("valid", cfg.val_limit))
+        )
+        return with_levels(train_set, levels), with_levels(val_set, levels)
     n = count_images(cfg.data, root=cfg.data_root, train=True)
     train_part, val_part = split_indices(n, cfg.val_fraction, seed=cfg.seed)
     train_part, val_part = train_part[: cfg.limit], val_part[: cfg.val_limit]
@@ -247,6 +277,7 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
         channels=cfg.channels,
         indices=train_part + val_part,
     )
+    data = with_levels(data, levels)
     position = {source: k for k, source in enumerate(data.indices)}  # unreadable files are gone
     train_set = Subset(data, [position[i] for i in train_part if i in position])
     val_set = Subset(data, [position[i] for i in val_part if i in position])
@@ -320,6 +351,7 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary of the last epoch."""
     check_config(cfg)
+    cfg = replace(cfg, levels=cfg.levels or source_levels(cfg.data))
     rank, world = _distributed()
     if cfg.device:
         device = torch.device(cfg.device)
@@ -339,7 +371,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     log_path = out / "metrics.jsonl"
 
     seed_everything(cfg.seed)
-    model = build_model(cfg.arch, cfg.channels, cfg.hidden, cfg.layers, **cfg.options).to(device)
+    model = build_model(
+        cfg.arch, cfg.channels, cfg.hidden, cfg.layers, levels=cfg.levels, **cfg.options
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch, history, position = 0, [], None

@@ -1,4 +1,4 @@
-"""Figures for images that are ``long`` tensors of sub-pixel values 0..255."""
+"""Figures for images that are ``long`` tensors of sub-pixel values 0..255 (or 0..L-1 with ``levels``)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ import torch
 from matplotlib.colors import to_rgb
 from torchvision.utils import make_grid
 
+from .data import bins_to_grey
+
 __all__ = [
     "image_grid",
     "show_images",
@@ -19,10 +21,13 @@ __all__ = [
 ]
 
 
-def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
-    """Tile images ``(B, C, H, W)`` (or one ``(C, H, W)``) with values 0..255 into one picture.
+def image_grid(
+    images: torch.Tensor, nrow: int = 8, padding: int = 2, levels: int = 256
+) -> np.ndarray:
+    """Tile images ``(B, C, H, W)`` (or one ``(C, H, W)``) with values 0..levels-1 into one picture.
 
-    Grey images (C = 1) are shown as grey RGB. Returns a ``uint8`` array ``(H, W, 3)`` for
+    Grey images (C = 1) are shown as grey RGB; with fewer than 256 ``levels`` the bins are shown
+    as evenly spaced greys (binary: black and white). Returns a ``uint8`` array ``(H, W, 3)`` for
     ``plt.imshow``; the padding between tiles is white.
     """
     images = torch.as_tensor(images).detach().cpu()
@@ -30,6 +35,8 @@ def image_grid(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndar
         images = images.unsqueeze(0)
     if images.dim() != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images (B, 1 or 3, H, W), got {tuple(images.shape)}")
+    if levels != 256:
+        images = bins_to_grey(images.clamp(0, levels - 1), levels)
     images = images.clamp(0, 255).to(torch.uint8)
     grid = make_grid(images, nrow=nrow, padding=padding, pad_value=255)
     return grid.permute(1, 2, 0).numpy()
@@ -41,12 +48,14 @@ def show_images(
     title: str | None = None,
     ax: plt.Axes | None = None,
     scale: float = 1.0,
+    levels: int = 256,
 ) -> plt.Axes:
     """Show images ``(B, C, H, W)`` in a grid of ``nrow`` columns (axis off); returns the axes.
 
-    Without ``ax`` a new figure is made, ``scale`` inches per image tile.
+    Without ``ax`` a new figure is made, ``scale`` inches per image tile. ``levels``: how many
+    values a sub-pixel takes (2 for binarized MNIST), see :func:`image_grid`.
     """
-    grid = image_grid(images, nrow=nrow)
+    grid = image_grid(images, nrow=nrow, levels=levels)
     if ax is None:
         count = 1 if torch.as_tensor(images).dim() == 3 else len(images)
         columns = min(nrow, count)

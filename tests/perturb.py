@@ -62,16 +62,18 @@ def perturbation_map(
     n = C * H * W
     probe = copy.deepcopy(model).double().eval()
     gen = torch.Generator().manual_seed(seed)
-    base = torch.randint(0, 256, (1, C, H, W), generator=gen)
-    reference = probe(base)[0]  # (256, C, H, W)
+    levels = getattr(model, "levels", 256)  # values per sub-pixel (2: binary images)
+    base = torch.randint(0, levels, (1, C, H, W), generator=gen)
+    reference = probe(base)[0]  # (L, C, H, W)
     moved = torch.zeros(n, C, H, W, dtype=torch.bool)  # [input k, out_c, out_i, out_j]
     for shift in SHIFTS:
         images = base.repeat(n, 1, 1, 1)
         flat = images.view(n, n)
         k = torch.arange(n)
-        flat[k, k] = (flat[k, k] + shift) % 256  # image k has input sub-pixel k changed
+        step = 1 + (shift - 1) % (levels - 1)  # = shift at 256 levels, never a multiple of L
+        flat[k, k] = (flat[k, k] + step) % levels  # image k has input sub-pixel k changed
         for start in range(0, n, chunk):
-            out = probe(images[start : start + chunk])  # (b, 256, C, H, W)
+            out = probe(images[start : start + chunk])  # (b, L, C, H, W)
             change = (
                 (out - reference).abs().amax(dim=1)
             )  # largest logit change per output sub-pixel

@@ -55,11 +55,28 @@ def test_nats_per_image_round_trip():
 
 @pytest.mark.parametrize(
     "logits_shape",
-    [(2, 255, 3, 4, 5), (2, 256, 3, 4, 6), (2, 256, 1, 4, 5), (2, 256, 12, 5)],
+    [(2, 256, 3, 4, 6), (2, 256, 1, 4, 5), (2, 256, 12, 5)],
 )
 def test_shape_mismatch_raises(logits_shape):
     with pytest.raises(ValueError):
         bits_per_dim(torch.zeros(logits_shape), random_images())
+
+
+@pytest.mark.parametrize("levels", [2, 4, 255])
+def test_values_beyond_the_levels_are_refused(levels):
+    """8-bit images scored by a model of fewer levels: a clear error, not an index error."""
+    x = torch.full((2, 3, 4, 5), levels)  # one past the last level
+    with pytest.raises(ValueError, match=f"predict {levels} levels"):
+        bits_per_dim(torch.zeros(2, levels, 3, 4, 5), x)
+
+
+@pytest.mark.parametrize("levels", [2, 4, 16])
+def test_uniform_model_costs_log2_levels(levels):
+    """bits/dim of a uniform L-way model is exactly log2 L (1 bit for binary images)."""
+    x = torch.randint(0, levels, (2, 1, 4, 5), generator=torch.Generator().manual_seed(0))
+    assert bits_per_dim(torch.zeros(2, levels, 1, 4, 5), x).item() == pytest.approx(
+        math.log2(levels), abs=1e-6
+    )
 
 
 def test_bits_per_dim_by_row():
