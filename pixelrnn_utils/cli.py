@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="diagonal_bilstm: the paper's layer, without the course's full-context addition",
     )
     t.add_argument(
+        "--learned-initial-state",
+        action="store_true",
+        help="row_lstm, diagonal_bilstm: learn the initial recurrent state (paper §5.2) instead of 0",
+    )
+    t.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
@@ -184,6 +189,10 @@ def _train(args: argparse.Namespace) -> int:
         if args.arch != "diagonal_bilstm":
             raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
         values["options"]["full_context"] = False
+    if args.learned_initial_state:
+        if args.arch == "pixelcnn":
+            raise ValueError("--learned-initial-state applies to the recurrent layers only")
+        values["options"]["learned_initial_state"] = True
     for name, value in _defaults("train").items():
         if values.get(name) is None:
             values[name] = value

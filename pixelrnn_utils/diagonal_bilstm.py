@@ -13,6 +13,15 @@ that map column by column, left to right:
 * W + H - 1 sequential steps (2W - 1 for a square image), each batched over the whole column;
   states outside the image are 0.
 
+**Initial state.** By default the states that enter the image from outside it are zero. With
+``learned_initial_state=True`` (paper §5.2: "the initial recurrent state is learned") each
+direction has two learned vectors ``h0`` and ``c0`` (``hidden`` features, zero at first): the
+state (h0, c0) enters every row's first pixel from the left, (i, -1), and h0 is the state above
+every pixel of row 0, (-1, j) (the cell state comes from the left only, so above row 0 only h0
+is needed). On the skewed map that is: the state before column 0 of every row is h0/c0, and the
+row above row 0 is h0. They are constants, so they are causal; states outside the image keep
+them (left of it) or zero (right of it, where they never reach the image again).
+
 The **right-to-left** direction is the same layer run on the mirrored image. On its own it would
 let (i, j) see (i, j + 1), a pixel of the future, so its output map is **shifted down by one
 row** before it is added to the left map: (i, j) then receives the right map of (i - 1, j), which
@@ -37,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .masks import MaskedConv2d
-from .row_lstm import lstm_update, state_dtype
+from .row_lstm import initial_state_parameters, initial_states, lstm_update, state_dtype
 
 __all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM"]
 
@@ -73,20 +82,41 @@ def unskew(y: torch.Tensor) -> torch.Tensor:
 class DiagonalLSTM(nn.Module):
     """One direction (left to right) of the Diagonal BiLSTM: ``(B, 2h, H, W) -> (B, h, H, W)``."""
 
-    def __init__(self, channels: int, hidden: int, colour_groups: int = 3) -> None:
+    def __init__(
+        self,
+        channels: int,
+        hidden: int,
+        colour_groups: int = 3,
+        learned_initial_state: bool = False,
+    ) -> None:
         super().__init__()
         self.hidden = hidden
         self.input_to_state = MaskedConv2d(
             channels, 4 * hidden, 1, "B", colour_groups, out_blocks=4
         )
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel_size=2)
+        # registered last, so that a layer with and without them shares every other initial weight
+        self.h0, self.c0 = initial_state_parameters(hidden, learned_initial_state)
+
+    def initial_state(
+        self, batch: int, n: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """States ``h, c`` ``(B, h, n)`` entering from outside: zero, or ``h0``, ``c0`` everywhere."""
+        return initial_states(self.h0, self.c0, (batch, self.hidden, n), dtype, device)
 
     def column_step(
-        self, is_col: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Tensor
+        self,
+        is_col: torch.Tensor,
+        h_prev: torch.Tensor,
+        c_prev: torch.Tensor,
+        h_top: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One column of the skewed map; ``h_prev`` is ``(B, h, H)``, row r sees rows r-1 and r."""
-        s2s = self.state_to_state(F.pad(h_prev, (1, 0)))
-        return lstm_update(is_col + s2s, c_prev)
+        """One column of the skewed map; ``h_prev`` is ``(B, h, H)``, row r sees rows r-1 and r.
+
+        ``h_top`` ``(B, h, 1)`` is the state above row 0 (zero if ``None``).
+        """
+        above = F.pad(h_prev, (1, 0)) if h_top is None else torch.cat([h_top, h_prev], dim=2)
+        return lstm_update(is_col + self.state_to_state(above), c_prev)
 
     def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``(B, h, H, W)``; ``extra`` ``(B, 4h, H, W)`` is added to input-to-state."""
@@ -95,14 +125,22 @@ class DiagonalLSTM(nn.Module):
         if extra is not None:
             x_is = x_is + extra
         x_is = skew(x_is)  # (B, 4h, H, W + H - 1)
+        S = x_is.shape[3]
         inside = skew(x_is.new_ones(1, 1, H, W))[0, 0]  # 1 on the image, 0 outside
-        h = torch.zeros(B, self.hidden, H, dtype=state_dtype(x_is), device=x.device)
-        c = torch.zeros_like(h)
+        h, c = self.initial_state(B, H, state_dtype(x_is), x.device)  # before column 0
+        h_top, before = None, None
+        if self.h0 is not None:  # learned: h0/c0 left of the image (t < r), h0 above row 0
+            h_top = h[:, :, :1]
+            before = torch.arange(S, device=x.device) < torch.arange(H, device=x.device)[:, None]
+            h_left, c_left = h, c
         cols = []
         # unbind, not x_is[..., t]: its backward is one stack instead of a full-size map per column
-        for is_col, in_image in zip(x_is.unbind(3), inside.unbind(1), strict=True):
-            h, c = self.column_step(is_col, h, c)
+        for t, (is_col, in_image) in enumerate(zip(x_is.unbind(3), inside.unbind(1), strict=True)):
+            h, c = self.column_step(is_col, h, c, h_top)
             h, c = h * in_image, c * in_image  # states outside the image stay zero
+            if before is not None:  # ... or, left of the image, the learned initial state
+                left_of_image = before[:, t].to(h.dtype)
+                h, c = h + h_left * left_of_image, c + c_left * left_of_image
             cols.append(h)
         return unskew(torch.stack(cols, dim=3))
 
@@ -117,24 +155,32 @@ class DiagonalBiLSTM(nn.Module):
         colour_groups: int = 3,
         residual: bool = True,
         full_context: bool = True,
+        learned_initial_state: bool = False,
     ) -> None:
         super().__init__()
         self.residual = residual
-        self.left = DiagonalLSTM(channels, hidden, colour_groups)
-        self.right = DiagonalLSTM(channels, hidden, colour_groups)
+        self.left = DiagonalLSTM(channels, hidden, colour_groups, learned_initial_state)
+        self.right = DiagonalLSTM(channels, hidden, colour_groups, learned_initial_state)
         # the image itself, unmasked, for the right map (see the module docstring); this course's
         # addition to the paper's layer, switched off by full_context=False to measure what it does
         self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1) if full_context else None
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
 
     def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """The right-to-left direction, already shifted down by one row."""
+        """The right-to-left direction, already shifted down by one row.
+
+        Row 0 receives the right direction's state above row 0: zero, or its learned ``h0``.
+        """
         extra = None
         if self.right_image is not None:  # reads the image: in float32, like the model's stem
             with torch.autocast(image.device.type, enabled=False):
                 extra = self.right_image(image).flip(3)
         right = self.right(x.flip(3), extra).flip(3)
-        return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
+        if self.right.h0 is None:
+            return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
+        B, _, _, W = right.shape
+        top = self.right.h0.to(right.dtype)[None, :, None, None].expand(B, -1, 1, W)
+        return torch.cat([top, right[:, :, :-1]], dim=2)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""

@@ -16,7 +16,8 @@ With ``skip=True`` the head reads the paper's **skip connections** instead of th
 every layer's output goes through its own masked 1x1 convolution (learned) into a sum. Layer
 options: ``residual=False`` removes the layers' residual connections (the paper's Table 2 ablation),
 ``kernel_size`` (Row LSTM, PixelCNN), ``full_context=False`` (Diagonal BiLSTM without the course's
-addition, see ``diagonal_bilstm.py``).
+addition, see ``diagonal_bilstm.py``), ``learned_initial_state=True`` (Row LSTM, Diagonal BiLSTM:
+the recurrent state starts from learned vectors instead of zero, paper §5.2).
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class PixelRNN(nn.Module):
             raise ValueError(
                 f"{arch} does not take the option(s) {sorted(options)}: {e}. Options: "
                 "skip (all), residual (all), kernel_size (row_lstm, pixelcnn), "
-                "full_context (diagonal_bilstm)"
+                "full_context (diagonal_bilstm), "
+                "learned_initial_state (row_lstm, diagonal_bilstm)"
             ) from e
         self.head = nn.Sequential(
             nn.ReLU(),
@@ -196,8 +198,8 @@ def build_model(
 
     ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
     ``levels`` (values per sub-pixel, 2..256, default 256), ``skip=True`` (learned skip
-    connections to the head) and the layer options ``residual``,
-    ``kernel_size`` and ``full_context`` (see the module docstring).
+    connections to the head) and the layer options ``residual``, ``kernel_size``,
+    ``full_context`` and ``learned_initial_state`` (see the module docstring).
     """
     return PixelRNN(arch, in_channels, hidden, layers, **options)
 

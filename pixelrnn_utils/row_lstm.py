@@ -17,7 +17,12 @@ four LSTM gates of all its pixels at once:
   convolution and added to the layer's 2h-feature input (``residual=False``: not added, for the
   paper's Table 2 ablation).
 
-The initial state (row -1) is zero for both h and c. There are H sequential steps, each a batched
+The initial state (row -1) is zero for both h and c, or, with ``learned_initial_state=True``
+(paper §5.2: "the initial recurrent state is learned"), two learned vectors ``h0`` and ``c0`` of
+``hidden`` features, the same for every column of row -1. They are constants, so the layer stays
+causal; they start at zero (the layer then computes what the default layer computes) and are
+trained like every other weight. The state-to-state convolution still pads the row with zeros at
+its two ends, as on every other row. There are H sequential steps, each a batched
 operation over the whole row: no Python loop over pixels. With k = 3 each state sees three pixels
 of the row above, which gives the Row LSTM its triangular receptive field.
 """
@@ -29,7 +34,7 @@ from torch import nn
 
 from .masks import MaskedConv2d
 
-__all__ = ["RowLSTM", "lstm_update", "state_dtype"]
+__all__ = ["RowLSTM", "initial_state_parameters", "initial_states", "lstm_update", "state_dtype"]
 
 
 def state_dtype(t: torch.Tensor) -> torch.dtype:
@@ -49,6 +54,32 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor
     return h, c
 
 
+def initial_state_parameters(
+    hidden: int, learned: bool
+) -> tuple[nn.Parameter | None, nn.Parameter | None]:
+    """The learned initial states ``(h0, c0)``, each ``(hidden,)`` and zero at first; ``None`` if not learned."""
+    if not learned:
+        return None, None
+    return nn.Parameter(torch.zeros(hidden)), nn.Parameter(torch.zeros(hidden))
+
+
+def initial_states(
+    h0: torch.Tensor | None,
+    c0: torch.Tensor | None,
+    shape: tuple[int, ...],
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Initial ``h, c`` of ``shape`` ``(B, hidden, n)``: zeros, or ``h0``/``c0`` along dim 1."""
+    if h0 is None:
+        h = torch.zeros(shape, dtype=dtype, device=device)
+        return h, torch.zeros_like(h)
+    return (
+        h0.to(dtype)[:, None].expand(shape).contiguous(),
+        c0.to(dtype)[:, None].expand(shape).contiguous(),
+    )
+
+
 class RowLSTM(nn.Module):
     """Row LSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
@@ -59,6 +90,7 @@ class RowLSTM(nn.Module):
         colour_groups: int = 3,
         kernel_size: int = 3,
         residual: bool = True,
+        learned_initial_state: bool = False,
     ) -> None:
         super().__init__()
         self.hidden = hidden
@@ -68,6 +100,14 @@ class RowLSTM(nn.Module):
         )
         self.state_to_state = nn.Conv1d(hidden, 4 * hidden, kernel_size, padding=kernel_size // 2)
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
+        # registered last, so that a layer with and without them shares every other initial weight
+        self.h0, self.c0 = initial_state_parameters(hidden, learned_initial_state)
+
+    def initial_state(
+        self, batch: int, width: int, dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """States ``h, c`` ``(B, h, W)`` of row -1: zero, or the learned ``h0``, ``c0`` in every column."""
+        return initial_states(self.h0, self.c0, (batch, self.hidden, width), dtype, device)
 
     def row_step(
         self, is_row: torch.Tensor, h_prev: torch.Tensor, c_prev: torch.Tensor
@@ -79,8 +119,7 @@ class RowLSTM(nn.Module):
         """Hidden states ``(B, h, H, W)`` of the whole map, row by row."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
-        h = torch.zeros(B, self.hidden, W, dtype=state_dtype(x_is), device=x.device)
-        c = torch.zeros_like(h)
+        h, c = self.initial_state(B, W, state_dtype(x_is), x.device)
         rows = []
         for is_row in x_is.unbind(2):  # unbind, not x_is[:, :, r]: its backward is one stack
             h, c = self.row_step(is_row, h, c)

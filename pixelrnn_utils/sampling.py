@@ -230,8 +230,10 @@ class _CachedRowLSTM(_CachedModel):
         self.out_w = [layer.output.masked_weight()[:, :, 0, 0] for layer in layers]
         feats = model.stem.out_channels
         self.inputs = [self.zeros(n, feats, W + k) for k in self.k]  # k zero columns on the left
-        self.h_cur = [self.zeros(n, layer.hidden, W) for layer in layers]
-        self.c_cur = [torch.zeros_like(h) for h in self.h_cur]
+        # row -1: zero, or the learned initial state; new_row(0) makes it the previous row
+        states = [layer.initial_state(n, W, self.dtype, x.device) for layer in layers]
+        self.h_cur = [h for h, _ in states]
+        self.c_cur = [c for _, c in states]
         self.new_row(0)
 
     def new_row(self, i: int) -> None:
@@ -272,10 +274,15 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         self.inputs_prev = [self.zeros(n, feats, W) for _ in layers]  # layer inputs, row i - 1
         self.inputs = [self.zeros(n, feats, W) for _ in layers]  # layer inputs, row i
         shape = [(n, layer.left.hidden, W) for layer in layers]
-        self.left_h_prev = [self.zeros(*s) for s in shape]  # left states, row i - 1
+        # states of row -1 (above the image): zero, or each direction's learned h0
+        self.left_h_prev = [  # left states, row i - 1
+            layer.left.initial_state(n, W, self.dtype, x.device)[0] for layer in layers
+        ]
         self.left_h = [self.zeros(*s) for s in shape]  # left states, row i
         self.left_c = [self.zeros(*s) for s in shape]
-        self.right_h = [self.zeros(*s) for s in shape]  # right states, row i - 1 (the shifted map)
+        self.right_h = [  # right states, row i - 1 (the shifted map)
+            layer.right.initial_state(n, W, self.dtype, x.device)[0] for layer in layers
+        ]
         self.right_c = [self.zeros(*s) for s in shape]
 
     def _weights(self, direction: DiagonalLSTM) -> tuple[torch.Tensor, ...]:
@@ -298,7 +305,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         right = layer.right
         above = self.right_h[index]
         h_row, c_row = torch.zeros_like(above), torch.zeros_like(above)
-        h, c = above[:, :, 0] * 0, above[:, :, 0] * 0
+        n = above.shape[0]
+        h, c = (s[:, :, 0] for s in right.initial_state(n, 1, self.dtype, above.device))
         full_context = layer.right_image  # the course's addition, None for the paper's layer
         w_img = None if full_context is None else full_context.weight[:, :, 0, 0]
         for j in reversed(range(inputs.shape[2])):
@@ -319,12 +327,12 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         self.inputs[index][:, :, j] = a
         w_is, w_above, w_beside = self._weights(layer.left)
         left = layer.left
-        beside_h = (
-            self.left_h[index][:, :, j - 1]
-            if j > 0
-            else torch.zeros_like(self.left_h[index][:, :, 0])
-        )
-        beside_c = self.left_c[index][:, :, j - 1] if j > 0 else torch.zeros_like(beside_h)
+        if j > 0:
+            beside_h, beside_c = self.left_h[index][:, :, j - 1], self.left_c[index][:, :, j - 1]
+        else:  # the state entering the row from the left: zero, or the learned h0, c0
+            beside_h, beside_c = (
+                s[:, :, 0] for s in left.initial_state(a.shape[0], 1, self.dtype, a.device)
+            )
         gates = (
             a @ w_is.T
             + left.input_to_state.bias
@@ -334,7 +342,7 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         )
         h, c = lstm_update(gates, beside_c)
         self.left_h[index][:, :, j], self.left_c[index][:, :, j] = h, c
-        right = self.right_h[index][:, :, j] if i > 0 else torch.zeros_like(h)
+        right = self.right_h[index][:, :, j]  # row -1 for i = 0: zero, or the learned h0
         out = (h + right) @ layer.output.masked_weight()[:, :, 0, 0].T + layer.output.bias
         return a + out if layer.residual else out
 

@@ -199,6 +199,25 @@ def test_model_without_right_map_shift_leaks(monkeypatch):
     assert dep[0, 1, 1, 0, 1, 2] and pert[0, 1, 1, 0, 1, 2]
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
+def test_learned_initial_state_is_causal(arch, shape):
+    """Learned initial states (non-zero here) are constants: no leak, and the same context."""
+    torch.manual_seed(0)
+    model = build_model(arch, shape[0], hidden=HIDDEN, layers=2, learned_initial_state=True)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("h0", "c0")):
+                p.uniform_(-1, 1)
+    model = with_leaky_relu(model)
+    dep, pert = dependency_map(model, shape), perturbation_map(model, shape)
+    assert torch.equal(dep, pert)
+    assert (dep & ~allowed(shape)).nonzero().tolist() == []
+    assert_causal(None, shape, dep=dep)
+    # the same dependencies as the model with zero initial states
+    assert torch.equal(dep, maps(arch, shape)[0])
+
+
 @pytest.mark.parametrize("layers", [2, 3])
 def test_pixelcnn_blind_spot(layers):
     shape = (3, 6, 9)

@@ -84,7 +84,8 @@ def reference_diagonal(
     cell state carried from (i, j - 1). K0, K1 are the two taps of the 2x1 state-to-state kernel: on
     the skewed map tap 0 meets row r - 1 of the previous column, i.e. (i - 1, j), and tap 1 row r,
     i.e. (i, j - 1). ``reverse`` runs right to left, (i, j + 1) instead of (i, j - 1), explicitly.
-    States outside the image are zero.
+    States outside the image are zero, or with a learned initial state: (h0, c0) beside the first
+    pixel of every row and h0 above every pixel of row 0.
     """
     B, _, H, W = x.shape
     hd = lstm.hidden
@@ -95,14 +96,16 @@ def reference_diagonal(
     h = torch.zeros(B, hd, H, W, dtype=x.dtype)
     c = torch.zeros(B, hd, H, W, dtype=x.dtype)
     zero = torch.zeros(B, hd, dtype=x.dtype)
+    h0 = zero if lstm.h0 is None else lstm.h0.expand(B, hd)
+    c0 = zero if lstm.c0 is None else lstm.c0.expand(B, hd)
     columns = range(W - 1, -1, -1) if reverse else range(W)
     for i in range(H):
         for j in columns:
-            up_h = h[:, :, i - 1, j] if i > 0 else zero
+            up_h = h[:, :, i - 1, j] if i > 0 else h0
             side = j + 1 if reverse else j - 1  # the horizontal neighbour already computed
             inside = 0 <= side < W
-            side_h = h[:, :, i, side] if inside else zero
-            side_c = c[:, :, i, side] if inside else zero
+            side_h = h[:, :, i, side] if inside else h0
+            side_c = c[:, :, i, side] if inside else c0
             gates = x[:, :, i, j] @ w_is.T + b_is + up_h @ k0.T + side_h @ k1.T + b_ss
             if extra is not None:
                 gates = gates + extra[:, :, i, j]
@@ -120,18 +123,26 @@ def reference_bilstm(layer: DiagonalBiLSTM, x: torch.Tensor, image: torch.Tensor
     right = reference_diagonal(layer.right, x, extra, reverse=True)
     shifted = torch.zeros_like(right)
     shifted[:, :, 1:] = right[:, :, :-1]  # (i, j) receives the right state of (i - 1, j)
+    if layer.right.h0 is not None:  # row 0: the right direction's state above row 0
+        shifted[:, :, 0] = layer.right.h0[None, :, None]
     w_out = layer.output.masked_weight()[:, :, 0, 0]
     total = left + shifted
     return x + torch.einsum("oc,bchw->bohw", w_out, total) + layer.output.bias[:, None, None]
 
 
 def _livelier(module: torch.nn.Module) -> None:
-    """Default init keeps the recurrence weak; larger weights make a wrong tap visible."""
+    """Default init keeps the recurrence weak; larger weights make a wrong tap visible.
+
+    Learned initial states (zero at first) get non-zero values, so that a wrong one shows.
+    """
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, torch.nn.Conv1d):
                 m.weight.mul_(3)
                 m.bias.uniform_(-1, 1)
+        for name, p in module.named_parameters():
+            if name.endswith(("h0", "c0")):
+                p.uniform_(-1, 1)
 
 
 @pytest.mark.parametrize(
@@ -146,9 +157,10 @@ def _livelier(module: torch.nn.Module) -> None:
     ],
     ids=str,
 )
-def test_diagonal_lstm_equals_per_pixel_reference(shape):
+@pytest.mark.parametrize("learned", [False, True], ids=["zero-state", "learned-state"])
+def test_diagonal_lstm_equals_per_pixel_reference(shape, learned):
     torch.manual_seed(0)
-    lstm = DiagonalLSTM(12, 6).double()
+    lstm = DiagonalLSTM(12, 6, learned_initial_state=learned).double()
     _livelier(lstm)
     x = torch.randn(shape, dtype=torch.float64)
     with torch.no_grad():
@@ -171,10 +183,11 @@ def test_diagonal_lstm_taps_are_up_and_left():
     assert (fast - swapped).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("learned", [False, True], ids=["zero-state", "learned-state"])
 @pytest.mark.parametrize("channels, groups", [(12, 3), (8, 1)])
-def test_diagonal_bilstm_equals_reference(channels, groups):
+def test_diagonal_bilstm_equals_reference(channels, groups, learned):
     torch.manual_seed(0)
-    layer = DiagonalBiLSTM(channels, channels // 2, groups).double()
+    layer = DiagonalBiLSTM(channels, channels // 2, groups, learned_initial_state=learned).double()
     _livelier(layer)
     x = torch.randn(2, channels, 4, 5, dtype=torch.float64)
     image = torch.rand(2, groups, 4, 5, dtype=torch.float64) * 2 - 1
@@ -182,9 +195,32 @@ def test_diagonal_bilstm_equals_reference(channels, groups):
         fast = layer(x, image)
         slow = reference_bilstm(layer, x, image)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
-    # the right map's first row is zero after the shift: row 0 only gets the left direction
+    # the right map's first row after the shift: zero (row 0 only gets the left direction), or
+    # the right direction's learned state above row 0
     with torch.no_grad():
-        assert layer.right_map(x, image)[:, :, 0].abs().max() == 0
+        top = layer.right_map(x, image)[:, :, 0]
+        expected = 0 if not learned else layer.right.h0[None, :, None]
+        assert torch.equal(top, torch.zeros_like(top) + expected)
+        assert learned == bool(top.abs().max() > 0)
+
+
+def test_learned_initial_state_starts_at_zero_and_matters():
+    """h0 = c0 = 0 (their initial value) is the default layer; other values change the output."""
+    torch.manual_seed(0)
+    layer = DiagonalBiLSTM(12, 6, learned_initial_state=True).double()
+    default = DiagonalBiLSTM(12, 6).double()
+    weights = layer.state_dict()
+    names = [k for k in weights if k.endswith(("h0", "c0"))]
+    assert sorted(names) == ["left.c0", "left.h0", "right.c0", "right.h0"]
+    default.load_state_dict({k: v for k, v in weights.items() if k not in names})
+    x = torch.randn(2, 12, 4, 5, dtype=torch.float64)
+    image = torch.rand(2, 3, 4, 5, dtype=torch.float64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(layer(x, image), default(x, image))
+        for name in names:  # each of the four vectors reaches the output
+            before = layer(x, image)
+            layer.get_parameter(name).uniform_(-1, 1)
+            assert (layer(x, image) - before).abs().max() > 1e-4, name
 
 
 def test_paper_mnist_configuration_runs():

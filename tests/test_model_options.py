@@ -1,5 +1,5 @@
-"""The options the paper's comparisons need: learned skip connections, no residual connections, and
-the Diagonal BiLSTM without the course's full-context addition. Each is proved causal two
+"""The options the paper's comparisons need: learned skip connections, no residual connections, the
+Diagonal BiLSTM without the course's full-context addition, and learned initial recurrent states. Each is proved causal two
 independent ways, keeps the R -> G -> B order, samples the same cached and naive, and is recorded
 in checkpoints."""
 
@@ -29,13 +29,22 @@ VARIANTS = [
     ("row_lstm", {"residual": False, "skip": True}),
     ("diagonal_bilstm", {"residual": False, "skip": True}),
     ("diagonal_bilstm", {"full_context": False}),
+    ("row_lstm", {"learned_initial_state": True}),
+    ("diagonal_bilstm", {"learned_initial_state": True}),
+    ("diagonal_bilstm", {"learned_initial_state": True, "full_context": False, "skip": True}),
 ]
 IDS = [f"{arch}-{'-'.join(f'{k}={v}' for k, v in kw.items())}" for arch, kw in VARIANTS]
 
 
 def _model(arch: str, channels: int = 3, **options):
+    """A small seeded model; learned initial states (zero when built) get non-zero values."""
     torch.manual_seed(0)
-    return build_model(arch, channels, hidden=8, layers=2, **options)
+    model = build_model(arch, channels, hidden=8, layers=2, **options)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("h0", "c0")):
+                p.uniform_(-1, 1)
+    return model
 
 
 @pytest.mark.parametrize(("arch", "options"), VARIANTS, ids=IDS)
@@ -71,9 +80,10 @@ def test_full_context_is_what_the_course_addition_buys(shape):
 @pytest.mark.parametrize(
     ("arch", "options"), [v for v in VARIANTS if v[0] != "pixelcnn"], ids=IDS[2:]
 )
-def test_cached_sampling_equals_naive(arch, options):
-    model = _model(arch, **options)
-    shape = (3, 4, 5)
+@pytest.mark.parametrize("channels", [3, 1])
+def test_cached_sampling_equals_naive(arch, options, channels):
+    model = _model(arch, channels, **options)
+    shape = (channels, 4, 5)
     naive = sample(model, 2, shape, "naive", generator=torch.Generator().manual_seed(3))
     cached = sample(model, 2, shape, "cached", generator=torch.Generator().manual_seed(3))
     assert torch.equal(naive, cached)
@@ -104,6 +114,33 @@ def test_residual_off_changes_the_function_not_the_parameters():
 def test_unknown_option_is_a_clear_error():
     with pytest.raises(ValueError, match="row_lstm does not take the option"):
         build_model("row_lstm", 3, hidden=8, layers=1, full_context=False)
+    with pytest.raises(
+        ValueError,
+        match=r"pixelcnn does not take the option.*learned_initial_state \(row_lstm, diagonal_bilstm\)",
+    ):
+        build_model("pixelcnn", 3, hidden=8, layers=1, learned_initial_state=True)
+
+
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
+def test_learned_initial_state_is_trained_and_changes_the_logits(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, 3, hidden=8, layers=2, learned_initial_state=True)
+    states = {n: p for n, p in model.named_parameters() if n.endswith(("h0", "c0"))}
+    per_layer = 2 if arch == "row_lstm" else 4  # diagonal: both directions
+    assert len(states) == per_layer * 2 and all(p.shape == (8,) for p in states.values())
+    x = torch.randint(0, 256, (2, 3, 4, 5))
+    logits = model(x)
+    torch.nn.functional.cross_entropy(logits, x).backward()
+    for name, p in states.items():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    plain = _model(arch)  # the same weights, non-zero initial states
+    torch.manual_seed(0)
+    zero = build_model(arch, 3, hidden=8, layers=2)
+    with torch.no_grad():
+        # zero initial states = the default model (same seed: same other weights)
+        assert torch.equal(logits, zero(x))
+        with_states = _model(arch, learned_initial_state=True)
+        assert not torch.allclose(with_states(x), plain(x))
 
 
 def test_cli_options_reach_the_checkpoint(tiny_folder, tmp_path, capsys):
@@ -113,10 +150,14 @@ def test_cli_options_reach_the_checkpoint(tiny_folder, tmp_path, capsys):
     common += ["--epochs", "1", "--limit", "8", "--val-limit", "4", "--image-size", "8"]
     out = tmp_path / "run"
     argv = [*common, "--arch", "diagonal_bilstm", "--no-residual", "--no-full-context", "--skip"]
+    argv.append("--learned-initial-state")
     assert main([*argv, "--out", str(out)]) == 0
     json.loads(capsys.readouterr().out.splitlines()[-1])
     _, info = load_checkpoint(out / "last.pt")
     assert info["config"]["residual"] is False and info["config"]["full_context"] is False
-    assert info["config"]["skip"] is True
+    assert info["config"]["skip"] is True and info["config"]["learned_initial_state"] is True
     assert main([*common, "--no-full-context", "--out", str(tmp_path / "r2")]) == 2
     assert "diagonal_bilstm only" in capsys.readouterr().err
+    argv = [*common, "--arch", "pixelcnn", "--learned-initial-state", "--out", str(tmp_path / "r3")]
+    assert main(argv) == 2
+    assert "recurrent layers only" in capsys.readouterr().err

@@ -34,8 +34,11 @@ def reference_row_lstm(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
     w_out = layer.output.masked_weight()[:, :, 0, 0]  # (2h, h)
     b_out = layer.output.bias
 
-    h_prev = torch.zeros(B, h_dim, W, dtype=x.dtype)  # row -1: zero state
+    h_prev = torch.zeros(B, h_dim, W, dtype=x.dtype)  # row -1: zero state ...
     c_prev = torch.zeros(B, h_dim, W, dtype=x.dtype)
+    if layer.h0 is not None:  # ... or the learned one, the same in every column
+        for j in range(W):
+            h_prev[:, :, j], c_prev[:, :, j] = layer.h0, layer.c0
     out = torch.empty_like(x)
     for r in range(H):
         h_row = torch.zeros(B, h_dim, W, dtype=x.dtype)
@@ -75,6 +78,26 @@ def test_row_lstm_equals_slow_reference(colour_groups, kernel_size):
     assert fast.shape == (2, 12, 4, 5)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
     assert (fast - x).abs().max() > 1e-3  # the layer does something
+
+
+def test_learned_initial_state_equals_slow_reference():
+    torch.manual_seed(0)
+    layer = RowLSTM(12, 6, learned_initial_state=True).double()
+    assert layer.h0.shape == layer.c0.shape == (6,)
+    x = torch.randn(2, 12, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        at_zero = layer(x)
+        layer.h0.uniform_(-1, 1)
+        layer.c0.uniform_(-2, 2)
+        fast = layer(x)
+        slow = reference_row_lstm(layer, x)
+        default = RowLSTM(12, 6).double()
+        weights = layer.state_dict()
+        default.load_state_dict({k: v for k, v in weights.items() if k not in ("h0", "c0")})
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=0)
+    # h0 = c0 = 0 (their initial value) is the default layer; learned values change every row
+    torch.testing.assert_close(at_zero, default(x), atol=0, rtol=0)
+    assert all((fast - at_zero)[:, :, r].abs().max() > 1e-4 for r in range(4))
 
 
 def test_row_lstm_float32_matches_reference():

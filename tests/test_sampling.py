@@ -10,8 +10,16 @@ from pixelrnn_utils.sampling import draw, sample
 
 
 def _model(arch="row_lstm", channels=3, **kw):
+    """A small seeded model; learned initial states (zero when built) get non-zero values."""
     torch.manual_seed(0)
-    return build_model(arch, channels, hidden=kw.pop("hidden", 8), layers=kw.pop("layers", 2), **kw)
+    model = build_model(
+        arch, channels, hidden=kw.pop("hidden", 8), layers=kw.pop("layers", 2), **kw
+    )
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(("h0", "c0")):
+                p.uniform_(-1, 1)
+    return model
 
 
 def _gen(seed=1):
@@ -25,6 +33,8 @@ def _gen(seed=1):
         (1, (1, 6, 4), {}),
         (3, (3, 4, 4), {"skip": True}),
         (3, (3, 3, 5), {"kernel_size": 5}),
+        (3, (3, 4, 5), {"learned_initial_state": True}),
+        (1, (1, 5, 4), {"learned_initial_state": True, "skip": True}),
     ],
 )
 def test_cached_equals_naive(channels, shape, kw):
@@ -105,21 +115,31 @@ def test_bad_arguments_give_clear_errors():
 
 
 @pytest.mark.parametrize(
-    "channels,shape,skip", [(3, (3, 5, 7), False), (1, (1, 6, 4), True), (3, (3, 4, 3), False)]
+    "channels,shape,skip,learned",
+    [
+        (3, (3, 5, 7), False, False),
+        (1, (1, 6, 4), True, False),
+        (3, (3, 4, 3), False, False),
+        (3, (3, 4, 5), False, True),
+        (1, (1, 5, 6), True, True),
+    ],
 )
-def test_cached_equals_naive_diagonal_bilstm(channels, shape, skip):
-    model = _model(arch="diagonal_bilstm", channels=channels, skip=skip)
+def test_cached_equals_naive_diagonal_bilstm(channels, shape, skip, learned):
+    model = _model(
+        arch="diagonal_bilstm", channels=channels, skip=skip, learned_initial_state=learned
+    )
     naive = sample(model, 3, shape, "naive", generator=_gen())
     cached = sample(model, 3, shape, "cached", generator=_gen())
     assert torch.equal(naive, cached)
 
 
+@pytest.mark.parametrize("learned", [False, True], ids=["zero-state", "learned-state"])
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm"])
-def test_cached_logits_match_the_full_forward(arch):
+def test_cached_logits_match_the_full_forward(arch, learned):
     """Teacher forcing a real image through the cached stepper gives the model's own logits."""
     from pixelrnn_utils.sampling import CACHED
 
-    model = _model(arch=arch).eval()
+    model = _model(arch=arch, learned_initial_state=learned).eval()
     image = torch.randint(0, 256, (2, 3, 4, 5), generator=_gen(5))
     with torch.no_grad():
         full = model(image)
