@@ -41,6 +41,20 @@ CASES = [
     ),
     (ex.check_skip_parameters, 2 * (64 * 64 + 64), 2 * 64 * 64),  # biases forgotten
     (lambda a: ex.check_images_in_equal_time(a, 40.0, 20.0, 6000), 12000, 3000),
+    (ex.check_nats_per_image, 0.14 * 784 * math.log(2), 0.14 * 784),  # ln 2 forgotten
+    (ex.check_uniform_nats, 784 * math.log(4), 784 * math.log2(4)),  # bits, not nats
+    (  # the right baseline, and one without smoothing (infinite on a pixel never seen on)
+        ex.check_independent_pixels,
+        ex.independent_pixels_nll,
+        lambda train, test: float(
+            -(
+                test.flatten(1) * train.flatten(1).double().mean(0).log()
+                + (1 - test.flatten(1)) * (1 - train.flatten(1).double().mean(0)).log()
+            )
+            .sum(1)
+            .mean()
+        ),
+    ),
 ]
 
 
