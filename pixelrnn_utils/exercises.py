@@ -13,12 +13,15 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from .causality import causal_violations, dependency_map, missing_dependencies, subpixel_name
 from .data import requantize
-from .diagonal_bilstm import skew
-from .masks import make_mask
+from .diagonal_bilstm import skew, unskew
+from .masks import MaskedConv2d, make_mask
 from .model import build_model, sequential_steps
-from .row_lstm import lstm_update
+from .row_lstm import RowLSTM, lstm_update
 from .sampling import draw
 from .train import TrainConfig, learning_rate
 
@@ -29,11 +32,16 @@ __all__ = [
     "check_most_common_value",
     "check_mask_b",
     "check_mask_a_context",
+    "check_make_mask",
     "check_lstm_update",
+    "check_row_step",
     "check_row_lstm_steps",
     "check_triangle_width",
     "check_skew",
     "check_skewed_width",
+    "check_unskew",
+    "check_shift_down",
+    "shift_down",
     "check_loss_per_pixel_to_bits_per_dim",
     "check_steps_per_epoch",
     "check_cosine_halfway",
@@ -93,7 +101,8 @@ def check_bits_per_dim_from_unit_scale(answer: float | None) -> bool:
 def check_requantize(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
     """``fn(images, levels)`` must equal ``data.requantize`` on every value 0..255."""
     values = torch.arange(256).view(1, 1, 16, 16)
-    for levels in (2, 4, 16, 256):
+    # 8 and 32 levels are the ones where rounding q * 255 / (L - 1) differs from truncating it
+    for levels in (2, 4, 8, 16, 32, 256):
         mine = fn(values, levels)
         if not _attempted(mine):
             return False
@@ -101,7 +110,8 @@ def check_requantize(fn: Callable[[torch.Tensor, int], torch.Tensor]) -> bool:
             return _verdict(
                 False,
                 f"with {levels} levels some values differ: bin q = v * levels // 256, "
-                "shown as round(q * 255 / (levels - 1))",
+                "shown as round(q * 255 / (levels - 1)), rounded to the nearest integer, "
+                "not truncated",
             )
     return _verdict(True, "")
 
@@ -131,8 +141,102 @@ def check_mask_b(mask: torch.Tensor | None) -> bool:
 
 
 def check_mask_a_context(answer: int | None) -> bool:
-    """Input pixels one 3x3 mask-A convolution lets a grey pixel away from the border see."""
-    return _number(answer, 4, "three pixels in the row above, one to the left, not itself")
+    """Input sub-pixels one 5x5 mask-A convolution of an RGB image lets output (i, j, G) see,
+    for a pixel away from the border."""
+    expected = int(make_mask(3, 3, (5, 5), "A")[1].sum())  # output channel 1 = G
+    return _number(
+        answer,
+        expected,
+        "two full rows of 5 pixels above, 2 pixels to the left, 3 colours each; at the centre "
+        "pixel itself G sees R only (mask A)",
+        tol=0,
+    )
+
+
+class _MaskProbe(nn.Module):
+    """Three masked convolutions (5x5 mask A, 3x3 mask B, 1x1 mask B head) on a small RGB image,
+    two levels per sub-pixel: a model small enough to probe with ``dependency_map`` in a blink."""
+
+    levels = 2
+
+    def __init__(self, features: int = 7) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [
+                MaskedConv2d(3, features, 5, "A"),
+                MaskedConv2d(features, features, 3, "B"),
+                MaskedConv2d(features, 3 * self.levels, 1, "B"),
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x / 127.5 - 1
+        for k, conv in enumerate(self.convs):
+            h = conv(h) if k == len(self.convs) - 1 else torch.tanh(conv(h))
+        B, _, H, W = h.shape
+        return h.view(B, 3, self.levels, H, W).transpose(1, 2)
+
+
+def check_make_mask(fn: Callable[[int, int, int, str], torch.Tensor] | None) -> bool:
+    """``fn(in_channels, out_channels, k, mask_type)``: the ``(out, in, k, k)`` 0/1 mask of a masked
+    convolution with R -> G -> B colour groups. The check puts the masks into a small model
+    (5x5 mask A, 3x3 mask B, 1x1 mask B, 7 features, so the groups are uneven: 3 R, 2 G, 2 B)
+    and runs the causality harness on it."""
+    if not _attempted(fn):
+        return False
+    probe = _MaskProbe()
+    layers = [(3, 7, 5, "A"), (7, 7, 3, "B"), (7, 6, 1, "B")]
+    masks = []
+    for (c_in, c_out, k, kind), conv in zip(layers, probe.convs, strict=True):
+        mine = fn(c_in, c_out, k, kind)
+        if not _attempted(mine):
+            return False
+        mine = torch.as_tensor(mine, dtype=torch.float32)
+        if mine.shape != conv.mask.shape:
+            return _verdict(
+                False,
+                f"fn({c_in}, {c_out}, {k}, {kind!r}) has shape {tuple(mine.shape)}, "
+                f"expected (out, in, k, k) = {tuple(conv.mask.shape)}",
+            )
+        masks.append(mine)
+    reference = _MaskProbe()
+    reference.load_state_dict(probe.state_dict())  # same weights, the package's masks
+    for conv, mine in zip(probe.convs, masks, strict=True):
+        conv.mask.copy_(mine)
+    shape = (3, 5, 5)
+    dep = dependency_map(probe, shape)
+    leaks = causal_violations(dep)
+    if leaks:
+        (oi, oj, oc), (ii, ij, ic) = leaks[0]
+        return _verdict(
+            False,
+            f"not causal: output {subpixel_name(oi, oj, oc, 3)} sees input "
+            f"{subpixel_name(ii, ij, ic, 3)} ({len(leaks)} leaking pairs in all). Rows below "
+            "and pixels right of the centre are hidden; at the centre, mask A connects a group "
+            "only to earlier groups, mask B also to its own",
+        )
+    expected = set(missing_dependencies(dependency_map(reference, shape)))
+    missing = [pair for pair in missing_dependencies(dep) if pair not in expected]
+    if missing:
+        (oi, oj, oc), (ii, ij, ic) = missing[0]
+        return _verdict(
+            False,
+            f"causal, but the mask hides too much: output {subpixel_name(oi, oj, oc, 3)} should "
+            f"see input {subpixel_name(ii, ij, ic, 3)} and does not ({len(missing)} missing "
+            "pairs in all). Every row above the centre and every pixel left of it is visible; "
+            "at the centre, G sees R, B sees R and G (mask B: each group also sees itself)",
+        )
+    for (c_in, c_out, k, kind), mine in zip(layers, masks, strict=True):
+        wrong = (mine != make_mask(c_in, c_out, (k, k), kind)).nonzero()
+        if len(wrong):
+            o, i, r, c = wrong[0].tolist()
+            return _verdict(
+                False,
+                f"causal and complete on the test model, but fn({c_in}, {c_out}, {k}, {kind!r}) "
+                f"differs at [out {o}, in {i}, row {r}, col {c}]: use 0 and 1 only, and the "
+                "package's colour groups (channel n of N is in group n * 3 // N)",
+            )
+    return _verdict(True, "")
 
 
 # --- 03 Row LSTM ---------------------------------------------------------------------------------
@@ -160,13 +264,66 @@ def check_row_lstm_steps(answer: int | None) -> bool:
     return _number(answer, 32, "one step per row: the whole row is computed at once")
 
 
+def check_row_step(fn: Callable[..., Any] | None) -> bool:
+    """``fn(is_row, h_prev, c_prev, weight, bias) -> (h, c)``: one Row LSTM row step, with the
+    state-to-state kernel ``weight`` ``(4h, h, k)`` and ``bias`` ``(4h,)``, against
+    ``RowLSTM.row_step`` on random inputs."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    layer = RowLSTM(12, 5)  # 2h = 12 input features, h = 5
+    with torch.no_grad():  # reproducible weights, and a bias large enough that forgetting it shows
+        for p in layer.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+    weight, bias = layer.state_to_state.weight.detach(), layer.state_to_state.bias.detach()
+    is_row = torch.randn(2, 20, 7, generator=generator)
+    h_prev = torch.randn(2, 5, 7, generator=generator)
+    c_prev = torch.randn(2, 5, 7, generator=generator)
+    with torch.no_grad():
+        mine = fn(is_row, h_prev, c_prev, weight, bias)
+        if not _attempted(mine):
+            return False
+        h, c = layer.row_step(is_row, h_prev, c_prev)
+        if not isinstance(mine, tuple | list) or len(mine) != 2:
+            return _verdict(False, "return the pair (h, c)")
+        mine_h, mine_c = (torch.as_tensor(t) for t in mine)
+        if mine_h.shape != h.shape or mine_c.shape != c.shape:
+            return _verdict(
+                False,
+                f"h and c should be {tuple(h.shape)} like h_prev, got {tuple(mine_h.shape)} and "
+                f"{tuple(mine_c.shape)}: pad the row with k // 2 zeros at each end "
+                "(padding=1) so the width stays W",
+            )
+        if not torch.allclose(mine_c, c, atol=1e-5):
+            if torch.allclose(mine_c, lstm_update(is_row, c_prev)[1], atol=1e-5):
+                hint = "the row above is missing: add conv1d(h_prev, weight, bias, padding=1)"
+            elif torch.allclose(
+                mine_c, lstm_update(is_row + F.conv1d(h_prev, weight, padding=1), c_prev)[1]
+            ):
+                hint = "the state-to-state bias is missing"
+            else:
+                hint = (
+                    "gates = is_row + conv1d(h_prev, weight, bias, padding=1), split in the order "
+                    "o, f, i, g; c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)"
+                )
+            return _verdict(False, f"c differs: {hint}")
+        return _verdict(
+            torch.allclose(mine_h, h, atol=1e-5),
+            "c is right, h differs: h = sigmoid(o) * tanh(c), with the new c",
+        )
+
+
 def check_triangle_width(answer: int | None) -> bool:
-    """Pixels of row i - 2 that one Row LSTM layer (k = 3, no stem) lets pixel (i, j) see."""
+    """Input pixels of row i - 2 that the state of one Row LSTM layer (k = 3, no stem) at (i, j)
+    depends on, far from the borders."""
     return _number(
         answer,
-        5,
-        "each row up adds one pixel on each side: row i - 1 gives 3 (the state-to-state "
-        "kernel), row i - 2 one more on each side",
+        6,
+        "on its own row the state sees input pixels j - 1 and j (input-to-state, masked 1x3); "
+        "it also sees the states j - 1, j, j + 1 of row i - 1 (state-to-state), each of which "
+        "saw two input pixels of its own row: row i - 1 gives j - 2 .. j + 1, 4 pixels; "
+        "each row further up adds one pixel on each side",
+        tol=0,
     )
 
 
@@ -187,8 +344,74 @@ def check_skew(fn: Callable[[torch.Tensor], torch.Tensor]) -> bool:
 
 
 def check_skewed_width(answer: int | None) -> bool:
-    """Columns of the skewed map of a 32 x 32 image (= sequential steps per direction)."""
-    return _number(answer, 63, "W + H - 1")
+    """Columns of the skewed map of an image of 20 rows and 36 columns (= sequential steps of one
+    direction of a Diagonal BiLSTM layer)."""
+    return _number(
+        answer,
+        36 + 20 - 1,
+        "row r is shifted right by r: the last row, r = H - 1, ends in column (W - 1) + (H - 1); "
+        "W + H - 1 columns (2W - 1 only for a square image)",
+        tol=0,
+    )
+
+
+def check_unskew(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
+    """``fn(y)`` unskews an (H, W + H - 1) tensor back to (H, W): row r read from column r on."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    for H, W in ((3, 4), (5, 2), (4, 4)):
+        y = skew(torch.randn(1, 1, H, W, generator=generator))[0, 0]
+        y = y + (skew(torch.ones(1, 1, H, W))[0, 0] == 0) * 9.0  # outside the image: not zero
+        mine = fn(y)
+        if not _attempted(mine):
+            return False
+        mine = torch.as_tensor(mine, dtype=torch.float32)
+        expected = unskew(y[None, None])[0, 0]
+        if mine.shape != expected.shape:
+            return _verdict(
+                False,
+                f"a {H} x {W + H - 1} map unskews to {tuple(expected.shape)}, got "
+                f"{tuple(mine.shape)}: W = columns - H + 1",
+            )
+        if not torch.equal(mine, expected):
+            return _verdict(
+                False,
+                f"on a {H} x {W + H - 1} map some values differ: row r of the image is columns "
+                "r .. r + W - 1 of row r of the skewed map",
+            )
+    return _verdict(True, "")
+
+
+def shift_down(right: torch.Tensor) -> torch.Tensor:
+    """The right-to-left map ``(B, h, H, W)`` moved down one row: row r receives row r - 1 and
+    row 0 the state above the image (zero), as ``DiagonalBiLSTM.right_map`` does."""
+    return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
+
+
+def check_shift_down(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
+    """``fn(right)`` shifts a ``(B, h, H, W)`` map down by one row, zeros in row 0."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    right = torch.randn(2, 3, 5, 4, generator=generator)
+    mine = fn(right)
+    if not _attempted(mine):
+        return False
+    mine = torch.as_tensor(mine, dtype=torch.float32)
+    expected = shift_down(right)
+    if mine.shape != expected.shape:
+        return _verdict(
+            False,
+            f"the shape must not change: {tuple(expected.shape)}, got {tuple(mine.shape)} "
+            "(add a row of zeros on top, then drop the last row)",
+        )
+    if torch.equal(mine, F.pad(right, (0, 0, 0, 1))[:, :, 1:]):
+        return _verdict(False, "that moves the map up: row r must receive row r - 1")
+    return _verdict(
+        torch.equal(mine, expected),
+        "row r of the result is row r - 1 of the map (dim 2 is the row); row 0 is zero",
+    )
 
 
 # --- 05 training ---------------------------------------------------------------------------------
@@ -272,11 +495,13 @@ def check_sequential_steps(answer: dict[str, int] | None) -> bool:
         arch: sequential_steps(arch, 64, 64) for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")
     }
     wrong = [arch for arch in expected if answer.get(arch) != expected[arch]]
+    together = expected["diagonal_bilstm"] == 64 + 64 - 1
     return _verdict(
         not wrong,
         f"check {', '.join(wrong)}: PixelCNN computes every position at once, the Row LSTM one row "
-        "per step, the Diagonal BiLSTM one column of the skewed map per step, in each of two "
-        "directions run one after the other",
+        "per step, the Diagonal BiLSTM one column of the skewed map per step in each of its two "
+        "directions, which this package runs "
+        + ("together, in one recurrence" if together else "one after the other"),
     )
 
 

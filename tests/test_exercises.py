@@ -6,13 +6,29 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from pixelrnn_utils import exercises as ex
 from pixelrnn_utils.data import requantize
-from pixelrnn_utils.diagonal_bilstm import skew
+from pixelrnn_utils.diagonal_bilstm import DiagonalBiLSTM, skew, unskew
 from pixelrnn_utils.masks import make_mask
+from pixelrnn_utils.model import sequential_steps
 from pixelrnn_utils.row_lstm import lstm_update
 from pixelrnn_utils.sampling import draw
+
+
+def _requantize_floor(images, levels):  # truncates q * 255 / (L - 1) instead of rounding it
+    return (images.long() * levels // 256) * 255 // (levels - 1)
+
+
+def _make_mask(in_channels, out_channels, k, mask_type):
+    return make_mask(in_channels, out_channels, (k, k), mask_type)
+
+
+def _row_step(is_row, h_prev, c_prev, weight, bias):
+    return lstm_update(is_row + F.conv1d(h_prev, weight, bias, padding=1), c_prev)
+
 
 IMAGES = torch.tensor([[[[0, 255, 255], [3, 255, 7]]]])
 
@@ -20,14 +36,20 @@ CASES = [
     (ex.check_bits_per_dim_from_nats, 6000 / (3072 * math.log(2)), 6000 / 3072),
     (ex.check_bits_per_dim_from_unit_scale, 3.20, -12.80),
     (ex.check_requantize, requantize, lambda images, levels: images),
+    (ex.check_requantize, requantize, _requantize_floor),
     (lambda a: ex.check_most_common_value(a, IMAGES), 255, 0),
     (ex.check_mask_b, make_mask(1, 1, (3, 3), "B", 1)[0, 0], make_mask(1, 1, (3, 3), "A", 1)[0, 0]),
-    (ex.check_mask_a_context, 4, 5),
+    (ex.check_mask_a_context, 37, 36),  # G does see R at its own pixel
+    (ex.check_make_mask, _make_mask, lambda i, o, k, t: make_mask(i, o, (k, k), "B")),  # leaks
+    (ex.check_make_mask, _make_mask, lambda i, o, k, t: make_mask(i, o, (k, k), "A")),  # hides
     (ex.check_lstm_update, lstm_update, lambda gates, c: (c, c)),
+    (ex.check_row_step, _row_step, lambda r, h, c, w, b: lstm_update(r, c)),  # row above missing
     (ex.check_row_lstm_steps, 32, 48),
-    (ex.check_triangle_width, 5, 3),
+    (ex.check_triangle_width, 6, 5),  # 5: the symmetric triangle of the state-to-state kernel
     (ex.check_skew, lambda x: skew(x[None, None])[0, 0], lambda x: x),
-    (ex.check_skewed_width, 63, 64),
+    (ex.check_skewed_width, 55, 71),  # 71 = 2W - 1, for a square image only
+    (ex.check_unskew, lambda y: unskew(y[None, None])[0, 0], lambda y: y[:, : y.shape[0]]),
+    (ex.check_shift_down, ex.shift_down, lambda right: F.pad(right, (0, 0, 0, 1))[:, :, 1:]),
     (ex.check_loss_per_pixel_to_bits_per_dim, 7.58 / 3 / math.log(2), 7.58 / math.log(2)),
     (ex.check_steps_per_epoch, 2813, 2812),
     (ex.check_cosine_halfway, 5e-4, 1e-3),
@@ -36,8 +58,11 @@ CASES = [
     (ex.check_completion_steps, 1536, 512),
     (
         ex.check_sequential_steps,
-        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 254},
-        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 127},  # one direction only
+        {
+            arch: sequential_steps(arch, 64, 64)
+            for arch in ("pixelcnn", "row_lstm", "diagonal_bilstm")
+        },
+        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 64},  # one step per column
     ),
     (ex.check_skip_parameters, 2 * (64 * 64 + 64), 2 * 64 * 64),  # biases forgotten
     (lambda a: ex.check_images_in_equal_time(a, 40.0, 20.0, 6000), 12000, 3000),
@@ -68,3 +93,24 @@ def test_verdicts(check, right, wrong, capsys):
     assert "not yet" in capsys.readouterr().out
     assert check(right) is True
     assert "correct" in capsys.readouterr().out
+
+
+class _Given(nn.Module):
+    """Stands in for the right-to-left LSTM: returns a given map (mirrored, as ``right_map`` expects)."""
+
+    def __init__(self, right: torch.Tensor) -> None:
+        super().__init__()
+        self.right = right
+        self.h0 = None
+
+    def forward(self, x, extra=None):
+        return self.right.flip(3)
+
+
+def test_shift_down_is_the_packages_shift():
+    """The exercise's reference shift is what ``DiagonalBiLSTM.right_map`` does to the right map."""
+    right = torch.randn(2, 4, 5, 6)
+    layer = DiagonalBiLSTM(8, 4, full_context=False)
+    layer.right = _Given(right)
+    x, image = torch.zeros(2, 8, 5, 6), torch.zeros(2, 3, 5, 6)
+    assert torch.equal(layer.right_map(x, image), ex.shift_down(right))
