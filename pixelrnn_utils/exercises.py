@@ -314,15 +314,16 @@ def check_row_step(fn: Callable[..., Any] | None) -> bool:
 
 
 def check_triangle_width(answer: int | None) -> bool:
-    """Input pixels of row i - 2 that the state of one Row LSTM layer (k = 3, no stem) at (i, j)
-    depends on, far from the borders."""
+    """Input pixels of row i - 2 that the state at (i, j) of one Row LSTM layer with k = 5 (no
+    stem) depends on, far from the borders."""
+    k = 5
     return _number(
         answer,
-        6,
-        "on its own row the state sees input pixels j - 1 and j (input-to-state, masked 1x3); "
-        "it also sees the states j - 1, j, j + 1 of row i - 1 (state-to-state), each of which "
-        "saw two input pixels of its own row: row i - 1 gives j - 2 .. j + 1, 4 pixels; "
-        "each row further up adds one pixel on each side",
+        (k // 2) * (2 * 2 + 1) + 1,
+        "on its own row the state sees input pixels j - 2 .. j (input-to-state, a masked 1x5: "
+        "nothing right of j); it also sees the states j - 2 .. j + 2 of row i - 1 "
+        "(state-to-state, 1x5), each of which saw the pixels up to 2 left of its own column: "
+        "row i - 1 gives j - 4 .. j + 2; each row further up adds 2 pixels on each side",
         tol=0,
     )
 
