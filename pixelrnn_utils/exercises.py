@@ -271,8 +271,8 @@ def check_sequential_steps(answer: dict[str, int] | None) -> bool:
     return _verdict(
         not wrong,
         f"check {', '.join(wrong)}: PixelCNN computes every position at once, the Row LSTM one row "
-        "per step, the Diagonal BiLSTM one column of the skewed map per step, in each of two "
-        "directions run one after the other",
+        "per step, the Diagonal BiLSTM one column of the skewed map per step, its two directions "
+        "side by side in the same steps",
     )
 
 

@@ -36,8 +36,12 @@ CASES = [
     (ex.check_completion_steps, 1536, 512),
     (
         ex.check_sequential_steps,
-        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 254},
-        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 127},  # one direction only
+        {"pixelcnn": 1, "row_lstm": 64, "diagonal_bilstm": 127},
+        {
+            "pixelcnn": 1,
+            "row_lstm": 64,
+            "diagonal_bilstm": 254,
+        },  # the directions one after the other
     ),
     (ex.check_skip_parameters, 2 * (64 * 64 + 64), 2 * 64 * 64),  # biases forgotten
     (lambda a: ex.check_images_in_equal_time(a, 40.0, 20.0, 6000), 12000, 3000),
