@@ -48,7 +48,7 @@ from torch import nn
 from .masks import MaskedConv2d
 from .row_lstm import initial_state_parameters, initial_states, lstm_update, state_dtype
 
-__all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM"]
+__all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM", "diagonal_recurrence"]
 
 
 def _shift_index(rows: int, width: int, sign: int, device: torch.device) -> torch.Tensor:
@@ -146,7 +146,18 @@ class DiagonalLSTM(nn.Module):
 
 
 class DiagonalBiLSTM(nn.Module):
-    """Diagonal BiLSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
+    """Diagonal BiLSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``.
+
+    Two ways to compute the same layer (``tests/test_diagonal_bilstm.py`` checks that outputs and
+    gradients agree):
+
+    * the **readable** way, ``left(x) + right_map(x, image)``: two :class:`DiagonalLSTM` runs, one
+      after the other, through autograd. Used when ``fast = False``, and by subclasses that
+      redefine ``right_map`` (notebook 04 does, to show what the shift is for);
+    * the **fast** way (the default), :meth:`both_directions`: see :func:`diagonal_recurrence`.
+    """
+
+    fast: bool = True
 
     def __init__(
         self,
@@ -166,23 +177,270 @@ class DiagonalBiLSTM(nn.Module):
         self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1) if full_context else None
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
 
-    def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """The right-to-left direction, already shifted down by one row.
+    def image_term(self, image: torch.Tensor) -> torch.Tensor | None:
+        """The right direction's extra input-to-state from the image (full context), or None."""
+        if self.right_image is None:
+            return None
+        with torch.autocast(image.device.type, enabled=False):  # float32, like the model's stem
+            return self.right_image(image)
 
-        Row 0 receives the right direction's state above row 0: zero, or its learned ``h0``.
-        """
-        extra = None
-        if self.right_image is not None:  # reads the image: in float32, like the model's stem
-            with torch.autocast(image.device.type, enabled=False):
-                extra = self.right_image(image).flip(3)
-        right = self.right(x.flip(3), extra).flip(3)
+    def shift_down(self, right: torch.Tensor) -> torch.Tensor:
+        """The right map shifted down one row; row 0 gets the state above row 0 (0 or ``h0``)."""
         if self.right.h0 is None:
             return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
         B, _, _, W = right.shape
         top = self.right.h0.to(right.dtype)[None, :, None, None].expand(B, -1, 1, W)
         return torch.cat([top, right[:, :, :-1]], dim=2)
 
+    def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """The right-to-left direction, already shifted down by one row.
+
+        Row 0 receives the right direction's state above row 0: zero, or its learned ``h0``.
+        """
+        extra = self.image_term(image)
+        right = self.right(x.flip(3), None if extra is None else extra.flip(3)).flip(3)
+        return self.shift_down(right)
+
+    def both_directions(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``left(x) + right_map(x, image)``, both directions in one recurrence of W + H - 1 steps.
+
+        The right direction is the left one on the mirrored image, with its own weights. The two
+        are independent until they are added, so they are stacked on a new first dimension
+        (direction) and :func:`diagonal_recurrence` runs both at once. Everything here runs in
+        float32, also under autocast (the state always is; here the input-to-state is too).
+        """
+        left, right = self.left, self.right
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.to(state_dtype(x))
+            w_left = left.input_to_state.masked_weight().flatten(1)  # (4h, 2h)
+            w_right = right.input_to_state.masked_weight().flatten(1)
+            features = [x, x.flip(3)]  # each direction's input, the right one mirrored
+            weights = [w_left, w_right]
+            if self.right_image is not None:  # full context: the right direction reads the image
+                image = image.to(x.dtype)
+                w_image = self.right_image.weight.flatten(1)  # (4h, C), unmasked
+                features = [
+                    torch.cat([x, torch.zeros_like(image)], 1),
+                    torch.cat([x, image], 1).flip(3),
+                ]
+                weights = [
+                    torch.cat([w_left, torch.zeros_like(w_image)], 1),  # the left one does not
+                    torch.cat([w_right, w_image], 1),
+                ]
+            biases = [left.input_to_state.bias + left.state_to_state.bias]
+            biases.append(right.input_to_state.bias + right.state_to_state.bias)
+            if self.right_image is not None:
+                biases[1] = biases[1] + self.right_image.bias
+            h0 = c0 = None
+            if left.h0 is not None:
+                h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
+            states = diagonal_recurrence(
+                torch.stack(features),
+                torch.stack(weights),
+                torch.stack(biases),
+                torch.stack([left.state_to_state.weight, right.state_to_state.weight]),
+                h0,
+                c0,
+            )  # (2, B, h, H, W)
+        return states[0] + self.shift_down(states[1].flip(3))
+
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""
-        out = self.output(self.left(x) + self.right_map(x, image))
+        readable = not self.fast or type(self).right_map is not DiagonalBiLSTM.right_map
+        states = (
+            self.left(x) + self.right_map(x, image) if readable else self.both_directions(x, image)
+        )
+        out = self.output(states)
         return x + out if self.residual else out
+
+
+def diagonal_recurrence(
+    features: torch.Tensor,
+    input_to_state: torch.Tensor,
+    bias: torch.Tensor,
+    state_to_state: torch.Tensor,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run D diagonal LSTMs side by side on their own inputs; the fast path of :class:`DiagonalBiLSTM`.
+
+    ``features`` ``(D, B, F, H, W)``: each direction's input; ``input_to_state`` ``(D, 4h, F)``:
+    its 1x1 kernel (masked); ``bias`` ``(D, 4h)``: both biases; ``state_to_state`` ``(D, 4h, h, 2)``:
+    the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``, ``c0`` ``(D, h)``:
+    learned initial states, or None for zero. Returns the hidden states ``(D, B, h, H, W)``, for
+    each direction what :class:`DiagonalLSTM` computes (the tests check outputs and gradients).
+
+    What makes it faster than running :class:`DiagonalLSTM` twice (``benchmarks/
+    diagonal_bilstm_speed.py`` measures it):
+
+    * **both directions** in one loop: W + H - 1 steps per layer instead of 2 (W + H - 1);
+    * the skewed map is stored column first, ``(S, D, features, B, H)``: each column is one block,
+      the gates of a column are one contiguous block each, and the skew itself is a strided view
+      (pixel (r, j) is column r + j; :func:`_image_in_skewed`), written once and read once;
+    * input-to-state as one batched product on the skewed features (before the gates: 4x less
+      to skew);
+    * one **matrix product** per column for the 2 x 1 state-to-state convolution: the kernel as a
+      (4h, 2h) matrix times ``[state of row r - 1; state of row r]``, batched over the directions;
+    * no mask per column: rows r > t of column t lie left of the image, and the one that pixel
+      (t + 1, 0) reads next is set to the initial state; states right of the image never reach
+      it again;
+    * a **hand-written backward** (:class:`_DiagonalRecurrence`): seven operations per column
+      instead of the few dozen autograd records for two directions.
+    """
+    D, G, _ = input_to_state.shape
+    hd = G // 4
+    columns = _SkewColumns.apply(features)  # (S, D, F, B, H)
+    S, _, F_, B, H = columns.shape
+    # input-to-state of every column, both directions: (D, 4h, F) x (S, D, F, B H)
+    gates_in = torch.matmul(input_to_state, columns.view(S, D, F_, B * H)) + bias[:, :, None]
+    zeros = features.new_zeros(D, hd)
+    h0 = zeros if h0 is None else h0.to(features.dtype)
+    c0 = zeros if c0 is None else c0.to(features.dtype)
+    # (D, 4h, h, 2) -> (D, 4h, 2h): columns [0, h) multiply the state above, [h, 2h) the one beside
+    weight = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd).to(features.dtype)
+    hs = _DiagonalRecurrence.apply(gates_in.view(S, D, G, B, H), weight, h0, c0)
+    return _UnskewColumns.apply(hs)
+
+
+def _image_in_skewed(buffer: torch.Tensor, width: int) -> torch.Tensor:
+    """The view ``(D, B, n, H, W)`` of a skewed buffer ``(S, D, n, B, H)``: pixel (r, j) is at column r + j.
+
+    Moving one row down moves one column right as well, so the row stride is the buffer's row
+    stride plus its column stride.
+    """
+    S, D, n, B, H = buffer.shape
+    sS, sD, sn, sB, sH = buffer.stride()
+    return buffer.as_strided((D, B, n, H, width), (sD, sB, sn, sH + sS, sS))
+
+
+class _SkewColumns(torch.autograd.Function):
+    """``(D, B, F, H, W)`` -> the skewed map, column first, ``(S, D, F, B, H)``; zero outside."""
+
+    @staticmethod
+    def forward(ctx, x):  # noqa: ANN001, ANN205
+        D, B, F_, H, W = x.shape
+        out = x.new_zeros(W + H - 1, D, F_, B, H)
+        _image_in_skewed(out, W).copy_(x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        S, _, _, _, H = grad.shape
+        return _image_in_skewed(grad, S - H + 1).contiguous()
+
+
+class _UnskewColumns(torch.autograd.Function):
+    """The inverse of :class:`_SkewColumns`: the image ``(D, B, n, H, W)`` out of the skewed map."""
+
+    @staticmethod
+    def forward(ctx, y):  # noqa: ANN001, ANN205
+        S, _, _, _, H = y.shape
+        return _image_in_skewed(y, S - H + 1).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        D, B, n, H, W = grad.shape
+        out = grad.new_zeros(W + H - 1, D, n, B, H)
+        _image_in_skewed(out, W).copy_(grad)
+        return out
+
+
+class _DiagonalRecurrence(torch.autograd.Function):
+    """The column loop of :func:`diagonal_recurrence` with its backward written out by hand.
+
+    Forward, column t of the skewed map, for every direction, image and row r at once
+    (``[a; b]``: the features of a stacked on those of b):
+
+        gates = x_t + weight @ [h_{t-1}(r - 1); h_{t-1}(r)]        (h_{t-1}(-1) = h0)
+        o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
+        c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
+        row t + 1 (left of the image, read next by pixel (t + 1, 0)): h_t, c_t = h0, c0
+
+    Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t:
+
+        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
+        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
+        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
+        dc_prev = dc * f;  [dh_above; dh_beside] = weight^T @ d
+
+    The factors that do not depend on dh, dc are computed for all columns at once before the
+    loop, and set to zero left of the image (those states are the initial state, not computed).
+    The gradients of the weights and of h0, c0 are sums over all columns, taken after the loop.
+    """
+
+    @staticmethod
+    def forward(ctx, columns, weight, h0, c0):  # noqa: ANN001, ANN205
+        S, D, G, B, H = columns.shape
+        hd, N = G // 4, B * H
+        hs = columns.new_empty(S, D, hd, B, H)  # hidden states of every column
+        reads = columns.new_empty(S, D, 2 * hd, B, H)  # [above; beside], what each column read
+        reads[:, :, :hd, :, 0] = h0[:, :, None]  # above row 0: h0, in every column
+        acts = columns.new_empty(S, D, G, B, H)  # sigmoid(o, f, i), tanh(g)
+        cells = columns.new_empty(S + 1, D, hd, B, H)  # c before column 0, then after each
+        tanh_c = columns.new_empty(S, D, hd, B, H)
+        h = h0[:, :, None, None].expand(D, hd, B, H)
+        cells[0] = c0[:, :, None, None]
+        for t in range(S):
+            read = reads[t]
+            read[:, :hd, :, 1:] = h[..., :-1]
+            read[:, hd:] = h
+            a = acts[t]
+            torch.baddbmm(
+                columns[t].view(D, G, N), weight, read.view(D, 2 * hd, N), out=a.view(D, G, N)
+            )
+            a[:, : 3 * hd].sigmoid_()
+            a[:, 3 * hd :].tanh_()
+            o, f, i, g = a.chunk(4, dim=1)
+            c = cells[t + 1]
+            torch.addcmul(f * cells[t], i, g, out=c)
+            torch.tanh(c, out=tanh_c[t])
+            h = torch.mul(o, tanh_c[t], out=hs[t])
+            if t + 1 < H:  # pixel (t + 1, 0) starts from the initial state
+                h[..., t + 1] = h0[:, :, None]
+                c[..., t + 1] = c0[:, :, None]
+        ctx.save_for_backward(weight, reads, acts, cells, tanh_c)
+        return hs
+
+    @staticmethod
+    def backward(ctx, grad_hs):  # noqa: ANN001, ANN205
+        weight, reads, acts, cells, tanh_c = ctx.saved_tensors
+        S, D, G, B, H = acts.shape
+        hd, N = G // 4, B * H
+        o, f, i, g = acts.chunk(4, dim=2)
+        # rows r > t of column t are left of the image: no gradient flows through them
+        inside = torch.arange(H, device=acts.device) <= torch.arange(S, device=acts.device)[:, None]
+        inside = inside.to(acts.dtype)[:, None, None, None, :]  # (S, 1, 1, 1, H)
+        dc_from_dh = o * (1 - tanh_c * tanh_c) * inside
+        do_from_dh = tanh_c * o * (1 - o) * inside
+        d_fig_from_dc = (
+            torch.stack([cells[:-1] * f * (1 - f), g * i * (1 - i), i * (1 - g * g)], dim=2)
+            * inside[:, :, None]
+        )  # (S, D, 3, h, B, H)
+        f_inside = f * inside
+        grad_gates = torch.empty_like(acts)  # the gradient of ``columns``
+        grad_cells = torch.empty_like(cells[1:])  # grad_cells[t]: of the c that column t read
+        d_read = grad_hs.new_empty(D, 2 * hd, B, H)
+        dh = grad_hs.new_zeros(D, hd, B, H)
+        dc = grad_hs.new_zeros(D, hd, B, H)
+        weight_t = weight.transpose(1, 2)
+        for t in reversed(range(S)):
+            dh += grad_hs[t]
+            dc.addcmul_(dh, dc_from_dh[t])
+            d = grad_gates[t]
+            torch.mul(dh, do_from_dh[t], out=d[:, :hd])
+            torch.mul(dc[:, None], d_fig_from_dc[t], out=d[:, hd:].view(D, 3, hd, B, H))
+            dc = torch.mul(dc, f_inside[t], out=grad_cells[t])
+            torch.bmm(weight_t, d.view(D, G, N), out=d_read.view(D, 2 * hd, N))
+            dh = d_read[:, hd:]  # row r read its own row of the previous column ...
+            dh[..., :-1] += d_read[:, :hd, :, 1:]  # ... and row r + 1 read it as "above"
+        # sums over every column: the kernel, and h0, c0 where they were read
+        d_weight = torch.matmul(
+            grad_gates.view(S, D, G, N), reads.view(S, D, 2 * hd, N).transpose(2, 3)
+        ).sum(0)
+        rows = torch.arange(min(H, S), device=acts.device)
+        first = grad_gates[rows, :, :, :, rows].sum((0, 3))  # gates of pixels (r, 0): (D, 4h)
+        above = grad_gates[..., 0].sum((0, 3))  # gates of row 0, which read h0 above: (D, 4h)
+        d_h0 = torch.bmm(weight_t[:, hd:], first[..., None])[..., 0]  # beside of (r, 0)
+        d_h0 += torch.bmm(weight_t[:, :hd], above[..., None])[..., 0]
+        d_c0 = grad_cells[rows, :, :, :, rows].sum((0, 3))
+        return grad_gates, d_weight, d_h0, d_c0

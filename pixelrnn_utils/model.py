@@ -208,10 +208,11 @@ def sequential_steps(arch: str, height: int, width: int) -> int:
     """How many steps one layer of ``arch`` must take one after the other on an H x W map, in training.
 
     PixelCNN: 1 (every position at once). Row LSTM: one step per row, H. Diagonal BiLSTM: one step
-    per column of the skewed map, W + H - 1, for each of its two directions, which this package
-    runs one after the other: 2 (W + H - 1). (Sampling is sequential for all three: C H W steps.)
+    per column of the skewed map, W + H - 1; its two directions are independent and this package
+    runs them side by side, in the same steps (``diagonal_bilstm.diagonal_recurrence``).
+    (Sampling is sequential for all three: C H W steps.)
     """
-    steps = {"pixelcnn": 1, "row_lstm": height, "diagonal_bilstm": 2 * (width + height - 1)}
+    steps = {"pixelcnn": 1, "row_lstm": height, "diagonal_bilstm": width + height - 1}
     if arch not in steps:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(steps)}")
     return steps[arch]

@@ -244,3 +244,89 @@ def test_cifar_size_configuration_runs():
     assert torch.isfinite(logits).all()
     big = build_model("diagonal_bilstm", 3, hidden=128, layers=7)  # paper CIFAR: 7 layers, h=128
     assert len(big.layers) == 7 and sum(p.numel() for p in big.parameters()) > 1_000_000
+
+
+@pytest.mark.parametrize(
+    "groups, shape, options",
+    [
+        (3, (2, 12, 5, 7), {}),
+        (1, (2, 8, 6, 4), {}),  # taller than wide
+        (3, (1, 12, 4, 4), {"learned_initial_state": True}),
+        (1, (2, 8, 3, 6), {"learned_initial_state": True, "full_context": False}),
+        (3, (2, 12, 1, 5), {}),  # one row
+        (3, (2, 12, 5, 1), {"learned_initial_state": True}),  # one column
+    ],
+    ids=str,
+)
+def test_fast_path_equals_the_readable_layer_outputs_and_gradients(groups, shape, options):
+    """The fast recurrence (both directions at once, hand-written backward) computes the same
+    outputs and the same gradients, for every parameter and both inputs, as the readable
+    per-direction, per-column layer run through autograd."""
+    torch.manual_seed(0)
+    layer = DiagonalBiLSTM(shape[1], shape[1] // 2, groups, **options).double()
+    _livelier(layer)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    image = torch.rand(shape[0], groups, *shape[2:], dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(shape, dtype=torch.float64)  # a random direction for the gradients
+    results = []
+    for fast in (True, False):
+        layer.fast = fast
+        layer.zero_grad()
+        x.grad = image.grad = None
+        y = layer(x, image)
+        (y * probe).sum().backward()
+        grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+        image_grad = torch.zeros_like(image) if image.grad is None else image.grad.clone()
+        results.append((y.detach(), x.grad.clone(), image_grad, grads))
+    (y_fast, gx_fast, gi_fast, gp_fast), (y_slow, gx_slow, gi_slow, gp_slow) = results
+    torch.testing.assert_close(y_fast, y_slow, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(gx_fast, gx_slow, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(gi_fast, gi_slow, atol=1e-12, rtol=1e-10)
+    assert gp_fast.keys() == gp_slow.keys()
+    for name in gp_fast:
+        torch.testing.assert_close(gp_fast[name], gp_slow[name], atol=1e-12, rtol=1e-10, msg=name)
+        # every parameter gets a gradient; with one row the right map is shifted out entirely
+        unused = (name.startswith("right") and shape[2] == 1 and name != "right.h0") or (
+            "right_image" in name and not options.get("full_context", True)
+        )
+        assert unused or gp_fast[name].abs().max() > 0, name
+
+
+def test_fast_path_in_float32_and_under_autocast():
+    """float32: equal to the readable layer to float tolerance. Under bf16 autocast the fast path
+    keeps its whole recurrence in float32, so it is at least as close to the float32 result."""
+    torch.manual_seed(0)
+    layer = DiagonalBiLSTM(12, 6, 3, learned_initial_state=True)
+    _livelier(layer)
+    x = torch.randn(2, 12, 6, 6)
+    image = torch.rand(2, 3, 6, 6) * 2 - 1
+    with torch.no_grad():
+        fast = layer(x, image)
+        layer.fast = False
+        slow = layer(x, image)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            slow_bf16 = layer(x, image)
+            layer.fast = True
+            fast_bf16 = layer(x, image)
+    torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
+    assert fast_bf16.dtype == torch.float32
+    assert (fast_bf16 - fast).abs().max() <= (slow_bf16.float() - slow).abs().max()
+
+
+def test_a_subclass_that_redefines_right_map_is_used():
+    """Notebook 04 subclasses the layer to drop the shift: the fast path must not bypass it."""
+
+    class NoRightMap(DiagonalBiLSTM):
+        def right_map(self, x, image):
+            return torch.zeros_like(self.left(x))
+
+    torch.manual_seed(0)
+    layer = DiagonalBiLSTM(12, 6).double()
+    other = NoRightMap(12, 6).double()
+    other.load_state_dict(layer.state_dict())
+    x = torch.randn(1, 12, 4, 5, dtype=torch.float64)
+    image = torch.rand(1, 3, 4, 5, dtype=torch.float64)
+    with torch.no_grad():
+        expected = other.output(other.left(x)) + x
+        torch.testing.assert_close(other(x, image), expected)
+        assert not torch.allclose(layer(x, image), expected)

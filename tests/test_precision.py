@@ -3,6 +3,7 @@ mid-epoch checkpoints and the learning-rate schedule."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -83,7 +84,15 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
         return h, c
 
     monkeypatch.setattr(row_lstm, "lstm_update", spy)
-    monkeypatch.setattr(diagonal_bilstm, "lstm_update", spy)
+    monkeypatch.setattr(diagonal_bilstm, "lstm_update", spy)  # the readable path
+    real_recurrence = diagonal_bilstm.diagonal_recurrence
+
+    def spy_recurrence(features, *args):  # the Diagonal BiLSTM's fast path
+        states = real_recurrence(features, *args)
+        seen.append((features.dtype, states.dtype))
+        return states
+
+    monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy_recurrence)
     torch.manual_seed(0)
     model = build_model(arch, 3, hidden=6, layers=2)
     x = torch.randint(0, 256, (2, 3, 5, 5))
@@ -93,14 +102,20 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     assert features.dtype == torch.bfloat16  # the convolutions do run in bf16
     assert logits.dtype == torch.float32  # the logits, which the loss reads, do not
     assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+    assert len(seen) == (2 if arch == "diagonal_bilstm" else 2 * 5)  # a call per layer / per row
 
 
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
-def test_image_is_read_in_float32_under_autocast(arch):
+def test_image_is_read_in_float32_under_autocast(arch, monkeypatch):
     """The layers that read the image (the stem; the Diagonal BiLSTM's full-context 1x1) run in
     float32: in bf16 the image would be rounded, and the gradients with it."""
+    from pixelrnn_utils import diagonal_bilstm
+
     torch.manual_seed(0)
     model = build_model(arch, 3, hidden=6, layers=2)
+    fast_model = copy.deepcopy(model)
+    for layer in model.layers:  # the readable path calls right_image as a module: hooks see it
+        layer.fast = False
     x = torch.arange(256).view(1, 1, 16, 16).expand(1, 3, 16, 16)  # every level 0..255
     image = x.float() / 127.5 - 1
     assert (image.bfloat16().float() != image).any()  # why it matters
@@ -122,6 +137,21 @@ def test_image_is_read_in_float32_under_autocast(arch):
         assert read.dtype == out.dtype == torch.float32
         assert torch.equal(read, image)
         torch.testing.assert_close(out, module(image))
+    if arch == "diagonal_bilstm":  # the fast path reads the image as extra float32 features
+        features_seen = []
+        real = diagonal_bilstm.diagonal_recurrence
+
+        def spy(features, *args):
+            features_seen.append(features)
+            return real(features, *args)
+
+        monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast_model(x)
+        assert len(features_seen) == 2
+        for features in features_seen:  # (direction, B, 2h + C, H, W); right one mirrored
+            assert features.dtype == torch.float32
+            assert torch.equal(features[1, :, -3:], image.flip(3))
 
 
 def test_logits_are_float32_products_under_autocast():
