@@ -37,6 +37,10 @@ input-to-state, which gives every output the full context, sub-pixel by sub-pixe
 check it). This addition is the course's, not the paper's: ``full_context=False`` builds the paper's
 layer without it. A residual connection (masked 1x1 projection h -> 2h, added to the input) follows
 as in the Row LSTM (``residual=False`` switches it off).
+
+**Conditioning** (paper §3.6; ``condition_channels=c``): the layer's own 1x1 unmasked convolution
+``condition_bias`` maps a c x H x W conditioning map to 8h x H x W: 4h added to each direction's
+input-to-state map (the ``extra`` of :class:`DiagonalLSTM`), before the skew.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import condition_bias_conv
 from .masks import MaskedConv2d
 from .row_lstm import initial_state_parameters, initial_states, lstm_update, state_dtype
 
@@ -156,6 +161,7 @@ class DiagonalBiLSTM(nn.Module):
         residual: bool = True,
         full_context: bool = True,
         learned_initial_state: bool = False,
+        condition_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.residual = residual
@@ -165,16 +171,22 @@ class DiagonalBiLSTM(nn.Module):
         # addition to the paper's layer, switched off by full_context=False to measure what it does
         self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1) if full_context else None
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
+        self.condition_bias = condition_bias_conv(condition_channels, 8 * hidden)
 
-    def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    def right_map(
+        self, x: torch.Tensor, image: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The right-to-left direction, already shifted down by one row.
 
         Row 0 receives the right direction's state above row 0: zero, or its learned ``h0``.
+        ``bias`` ``(B, 4h, H, W)`` (the conditioning's share) is added to its input-to-state.
         """
         extra = None
         if self.right_image is not None:  # reads the image: in float32, like the model's stem
             with torch.autocast(image.device.type, enabled=False):
                 extra = self.right_image(image).flip(3)
+        if bias is not None:
+            extra = bias.flip(3) if extra is None else extra + bias.flip(3)
         right = self.right(x.flip(3), extra).flip(3)
         if self.right.h0 is None:
             return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
@@ -182,7 +194,13 @@ class DiagonalBiLSTM(nn.Module):
         top = self.right.h0.to(right.dtype)[None, :, None, None].expand(B, -1, 1, W)
         return torch.cat([top, right[:, :, :-1]], dim=2)
 
-    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""
-        out = self.output(self.left(x) + self.right_map(x, image))
+    def forward(
+        self, x: torch.Tensor, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image,
+        ``condition`` ``(B, c, H, W)`` the conditioning map (or None)."""
+        left_bias = right_bias = None
+        if condition is not None:
+            left_bias, right_bias = self.condition_bias(condition).chunk(2, dim=1)
+        out = self.output(self.left(x, left_bias) + self.right_map(x, image, right_bias))
         return x + out if self.residual else out

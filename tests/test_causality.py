@@ -184,7 +184,7 @@ def test_injected_future_pixel_is_caught():
 
 
 def test_model_without_right_map_shift_leaks(monkeypatch):
-    def unshifted(self, x, image):
+    def unshifted(self, x, image, bias=None):
         return self.right(x.flip(3), self.right_image(image).flip(3)).flip(3)
 
     shape = (3, 4, 5)
