@@ -2,7 +2,8 @@
 
 One module per concept: ``data`` and ``metrics`` (notebook 01), ``masks``, ``causality`` and
 ``pixelcnn`` (02), ``row_lstm`` and ``model`` (03), ``diagonal_bilstm`` (04), ``train`` and
-``checkpoint`` (05), ``sampling`` and ``viz`` (06), ``model.sequential_steps`` (07); ``progress``
+``checkpoint`` (05), ``sampling`` and ``viz`` (06), ``model.sequential_steps`` (07),
+``conditioning`` and ``multiscale`` (09); ``progress``
 (progress bars for terminals and notebooks) and ``exercises`` (the notebooks' check cells) serve
 them all. The names most used are re-exported here.
 """

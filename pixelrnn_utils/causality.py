@@ -11,6 +11,10 @@ output k depends on the input. A random projection of the L logits avoids accide
 cancellation. The probe is a float64 copy of the model whose ReLUs are replaced by leaky ReLUs:
 the connectivity is the same, but a unit that happens to be off for the random image can no longer
 hide a dependency (or a leak). The map is the union over a few random images.
+
+A **conditioned** model (a class, or the small image of a Multi-Scale PixelRNN) is probed with a
+fixed ``condition``: the conditioning is given before any pixel, so it may reach every output; the
+map says which *image* sub-pixels each output depends on, and the rule for those is unchanged.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from torch import nn
 
 __all__ = [
     "dependency_map",
+    "repeat_condition",
     "assert_causal",
     "causal_violations",
     "missing_dependencies",
@@ -45,13 +50,28 @@ def _random_images(
     return torch.randint(0, levels, (n, *shape), generator=generator).double()
 
 
+def repeat_condition(condition: torch.Tensor | None, n: int) -> torch.Tensor | None:
+    """``condition`` for a batch of ``n``: a batch of one (or a bare label) repeated ``n`` times."""
+    if condition is None:
+        return None
+    condition = torch.as_tensor(condition)
+    if condition.dim() == 0:  # one class label
+        condition = condition[None]
+    return condition.expand(n, *condition.shape[1:]).clone()
+
+
 def dependency_map(
-    model: nn.Module, shape: tuple[int, int, int], trials: int = 2, seed: int = 0
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    trials: int = 2,
+    seed: int = 0,
+    condition: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Boolean tensor ``dep`` of shape ``(C, H, W, C, H, W)``.
 
     ``dep[c, i, j, c2, i2, j2]`` is True when the logits of output sub-pixel (i, j, c) change with
     input sub-pixel (i2, j2, c2). Computed in float64 on a copy of the model, in eval mode.
+    ``condition`` (a label, or a small image, batch of one) is passed to every forward pass.
     """
     C, H, W = shape
     n = C * H * W
@@ -63,7 +83,8 @@ def dependency_map(
     c_idx, i_idx, j_idx = idx // (H * W), (idx // W) % H, idx % W
     for _ in range(trials):
         x = _random_images(shape, 1, gen, levels).repeat(n, 1, 1, 1).requires_grad_(True)
-        logits = probe(x)  # (n, L, C, H, W)
+        cond = repeat_condition(condition, n)
+        logits = probe(x) if cond is None else probe(x, condition=cond)  # (n, L, C, H, W)
         if logits.shape != (n, levels, C, H, W):
             raise ValueError(
                 f"model returned logits {tuple(logits.shape)}, expected (B, {levels}, {C}, {H}, {W})"
@@ -132,13 +153,16 @@ def missing_dependencies(dep: torch.Tensor) -> list[tuple[tuple, tuple]]:
 
 
 def assert_causal(
-    model: nn.Module, shape: tuple[int, int, int], dep: torch.Tensor | None = None
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    dep: torch.Tensor | None = None,
+    condition: torch.Tensor | None = None,
 ) -> None:
     """Raise ``AssertionError`` naming the first output that sees itself or the future.
 
     Example message: ``output (2,3,G) sees input (2,4,R)``.
     """
-    dep = dependency_map(model, shape) if dep is None else dep
+    dep = dependency_map(model, shape, condition=condition) if dep is None else dep
     bad = causal_violations(dep)
     if bad:
         (oi, oj, oc), (ii, ij, ic) = bad[0]

@@ -2,7 +2,8 @@
 
 A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts:
 
-* ``config``: the ``build_model`` arguments, so ``load_checkpoint`` can rebuild the model;
+* ``config``: the ``build_model`` arguments, so ``load_checkpoint`` can rebuild the model
+  (``classes``, ``upsample`` and ``multiscale`` appear only in the configs of conditioned models);
 * ``model``: the weights; ``optimizer``: the optimiser state (for ``--resume``);
 * ``epoch``: the last *completed* epoch; ``metrics``: one dict per completed epoch;
 * ``rng``: the torch (CPU and CUDA) and Python random states; ``train``: the training settings;
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .model import PixelRNN, build_model
+from .multiscale import MultiScalePixelRNN
 
 __all__ = [
     "save_checkpoint",
@@ -80,7 +82,7 @@ def save_checkpoint(
     """Write a checkpoint atomically; returns its path. ``extra`` entries are stored as they are."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel / compile
     model = getattr(model, "_orig_mod", model)
-    if not isinstance(model, PixelRNN):
+    if not isinstance(model, PixelRNN | MultiScalePixelRNN):
         raise TypeError("save_checkpoint expects a model made by build_model")
     state = {
         "format": FORMAT,

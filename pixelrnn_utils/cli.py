@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .data import is_binarized_mnist
+from .data import is_binarized_mnist, is_native_28
 from .settings import data_source, smoke
 
 __all__ = ["main", "build_parser"]
@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         default=None,
         help="cifar10 | mnist | fashion_mnist | binarized_mnist (shipped; the paper's Table 4) | "
-        "path to an ImageFolder (default: $PIXELRNN_DATA, else cifar10)",
+        "fashion_mnist_4 (shipped: 4 levels, labels) | path to an ImageFolder "
+        "(default: $PIXELRNN_DATA, else cifar10)",
     )
     t.add_argument(
         "--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"]
@@ -100,6 +101,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="row_lstm, diagonal_bilstm: learn the initial recurrent state (paper §5.2) instead of 0",
     )
     t.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional model: a learned embedding of the label biases every layer "
+        "(the data's labels must be 0..K-1, e.g. 10 for fashion_mnist_4)",
+    )
+    t.add_argument(
+        "--multiscale",
+        type=int,
+        default=None,
+        metavar="F",
+        help="Multi-Scale PixelRNN (paper §3.6): an unconditional model of the image subsampled "
+        "by F (a power of 2), then a model of the full image conditioned on it",
+    )
+    t.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
@@ -156,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--size", type=int, default=None, help="image height and width (default: the run's)"
     )
+    s.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional checkpoints: draw images of class K (default: classes in turn)",
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.add_argument("--out", default="samples.png")
@@ -178,7 +203,7 @@ def _train(args: argparse.Namespace) -> int:
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in known}
     values["data"] = args.data or data_source()
-    native = is_binarized_mnist(values["data"])  # 28x28 grey, 2 levels
+    native = is_native_28(values["data"])  # shipped 28x28 grey data
     for name, usual, binarized in (("channels", 3, 1), ("image_size", 32, 28)):
         if values[name] is None:
             values[name] = binarized if native else usual
@@ -193,6 +218,9 @@ def _train(args: argparse.Namespace) -> int:
         if args.arch == "pixelcnn":
             raise ValueError("--learned-initial-state applies to the recurrent layers only")
         values["options"]["learned_initial_state"] = True
+    for name in ("classes", "multiscale"):
+        if getattr(args, name) is not None:
+            values["options"][name] = getattr(args, name)
     for name, value in _defaults("train").items():
         if values.get(name) is None:
             values[name] = value
@@ -298,6 +326,19 @@ def _sample(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, info = load_checkpoint(args.checkpoint, map_location=device)
     size = args.size or info.get("train", {}).get("image_size", 32)
+    classes = getattr(model, "classes", None)
+    if args.label is not None and classes is None:
+        raise ValueError(
+            f"--class: {args.checkpoint} is not class-conditional (train one with --classes K)"
+        )
+    if args.label is not None and not 0 <= args.label < classes:
+        raise ValueError(
+            f"--class must be in 0..{classes - 1} for this checkpoint, got {args.label}"
+        )
+    condition = None
+    if classes is not None:  # one class, or the classes in turn
+        labels = torch.arange(args.n) % classes if args.label is None else args.label
+        condition = torch.as_tensor(labels).expand(args.n).clone()
     method = args.method
     if method == "cached" and model.config["arch"] not in CACHED:
         print(f"note: no cached sampler for {model.config['arch']}; using naive", file=sys.stderr)
@@ -311,14 +352,14 @@ def _sample(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         generator=generator,
         progress=True,
+        condition=condition,
     )
     save_image(images.float() / (model.levels - 1), out, nrow=int(args.n**0.5 + 0.999))
     if args.json:
-        print(
-            json.dumps(
-                {"out": str(out), "n": args.n, "method": method, "temperature": args.temperature}
-            )
-        )
+        row = {"out": str(out), "n": args.n, "method": method, "temperature": args.temperature}
+        if condition is not None:
+            row["classes"] = condition.tolist()
+        print(json.dumps(row))
     else:
         print(f"wrote {args.n} samples to {out}")
     return 0

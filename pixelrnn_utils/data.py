@@ -81,6 +81,13 @@ __all__ = [
     "source_levels",
     "is_binarized_mnist",
     "with_levels",
+    "FASHION_MNIST_4",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_4_SIZES",
+    "fashion_mnist_4_file",
+    "is_native_28",
+    "pack_2bit",
+    "unpack_2bit",
 ]
 
 #: File extensions (lower case) that :func:`load_dataset` reads from an ImageFolder.
@@ -543,6 +550,8 @@ def count_images(
     """How many images ``load_dataset(source, ...)`` would see, without decoding any."""
     if is_binarized_mnist(source):
         return len(_binarized_mnist_split(source, "train" if train else "test"))
+    if _is_fashion_mnist_4(source):
+        return FASHION_MNIST_4_SIZES["train" if train else "test"]
     if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
         root = Path(root).expanduser().resolve()
         return len(_torchvision_dataset(source.lower(), root, train, download))
@@ -578,7 +587,8 @@ def load_dataset(
     Args:
         source: ``"cifar10"``, ``"mnist"``, ``"fashion_mnist"`` (torchvision), ``"binarized_mnist"``
             (shipped with the course: 28x28, values 0/1, ``levels`` 2, no labels; or the path of
-            a folder holding its three ``.amat`` files), or the path of an ImageFolder
+            a folder holding its three ``.amat`` files), ``"fashion_mnist_4"`` (shipped: 28x28,
+            bins 0..3, ``levels`` 4, labels 0..9; 12,000 train and 10,000 test images), or the path of an ImageFolder
             ``<source>/<class>/<image>`` (or a flat folder of images, label 0).
         root: where torchvision datasets are stored/downloaded; relative paths resolve against the
             current working directory. Ignored for folder sources.
@@ -608,6 +618,8 @@ def load_dataset(
         return _load_binarized_mnist(source, split, image_size, channels, limit, indices)
     if split is not None:
         raise ValueError(f"split={split!r} applies to {BINARIZED_MNIST} only; use train=True/False")
+    if _is_fashion_mnist_4(source):
+        return _load_fashion_mnist_4(train, image_size, channels, limit, indices)
     if isinstance(source, str) and source.lower() in TORCHVISION_SOURCES:
         root = Path(root).expanduser().resolve()
         return _load_torchvision(
@@ -761,6 +773,89 @@ def _load_binarized_mnist(
     return ImageDataset(images, labels, [], indices=keep, levels=2)
 
 
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST at 4 levels, with labels: notebook 09's class-conditional data, shipped
+# ---------------------------------------------------------------------------------------------
+
+#: The name of the shipped Fashion-MNIST subset (``--data fashion_mnist_4``).
+FASHION_MNIST_4 = "fashion_mnist_4"
+#: How many images each split of it holds: the first 12,000 training images, all test images.
+FASHION_MNIST_4_SIZES = {"train": 12_000, "test": 10_000}
+#: Fashion-MNIST's class names, label 0..9.
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+
+
+def fashion_mnist_4_file() -> Path:
+    """The shipped copy: ``data/fashion_mnist_4.npz`` (made by ``data/convert_fashion_mnist.py``)."""
+    return project_root() / "data" / "fashion_mnist_4.npz"
+
+
+def pack_2bit(bins: np.ndarray) -> np.ndarray:
+    """``(N, 784)`` uint8 values 0..3 -> ``(N, 196)`` bytes, four values per byte (first: high bits)."""
+    b = bins.reshape(bins.shape[0], -1, 4).astype(np.uint8)
+    return (b[..., 0] << 6) | (b[..., 1] << 4) | (b[..., 2] << 2) | b[..., 3]
+
+
+def unpack_2bit(packed: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_2bit`: ``(N, 196)`` bytes -> ``(N, 784)`` values 0..3."""
+    shifts = np.array([6, 4, 2, 0], dtype=np.uint8)
+    return ((packed[..., None] >> shifts) & 3).reshape(packed.shape[0], -1)
+
+
+def is_native_28(source: str | Path) -> bool:
+    """True for the shipped 28x28 grey sources (binarized MNIST, ``fashion_mnist_4``): their
+    CLI defaults are ``--channels 1 --image-size 28``."""
+    return is_binarized_mnist(source) or _is_fashion_mnist_4(source)
+
+
+def _is_fashion_mnist_4(source: str | Path) -> bool:
+    return isinstance(source, str) and source.lower() == FASHION_MNIST_4
+
+
+def _load_fashion_mnist_4(
+    train: bool,
+    image_size: int | None,
+    channels: int,
+    limit: int | None,
+    indices: Sequence[int] | None,
+) -> ImageDataset:
+    """The shipped Fashion-MNIST subset: ``(1, 28, 28)`` images of bins 0..3, labels 0..9."""
+    if channels != 1 or image_size not in (None, 28):
+        raise ValueError(
+            f"{FASHION_MNIST_4} is 28x28 grey with 4 levels: use channels=1 and image_size=28 "
+            "(CLI: --channels 1 --image-size 28, the defaults for this data)"
+        )
+    path = fashion_mnist_4_file()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"the shipped Fashion-MNIST subset ({shown_path(path)}) is missing: restore it with "
+            "`git checkout data/fashion_mnist_4.npz`, or use --data fashion_mnist (torchvision)"
+        )
+    split = "train" if train else "test"
+    with np.load(path, allow_pickle=False) as arrays:
+        packed, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    keep = _select(len(packed), limit, indices)
+    images = torch.from_numpy(unpack_2bit(packed[keep])).view(-1, 1, 28, 28)
+    return ImageDataset(
+        images,
+        torch.from_numpy(labels[keep].astype(np.int64)),
+        FASHION_MNIST_CLASSES,
+        indices=keep,
+        levels=4,
+    )
+
+
 def with_levels(dataset: ImageDataset, levels: int) -> ImageDataset:
     """``dataset`` with its sub-pixels in ``levels`` bins: 8-bit images are quantised
     (:func:`quantize`); data that has fewer levels than asked for is refused (a 256-level model
@@ -782,7 +877,10 @@ def with_levels(dataset: ImageDataset, levels: int) -> ImageDataset:
 
 
 def source_levels(source: str | Path) -> int:
-    """How many values a sub-pixel of ``source`` takes: 2 for binarized MNIST, else 256."""
+    """How many values a sub-pixel of ``source`` takes: 2 for binarized MNIST, 4 for
+    ``fashion_mnist_4``, else 256."""
+    if _is_fashion_mnist_4(source):
+        return 4
     return 2 if is_binarized_mnist(source) else 256
 
 

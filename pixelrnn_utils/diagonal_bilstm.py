@@ -37,6 +37,10 @@ input-to-state, which gives every output the full context, sub-pixel by sub-pixe
 check it). This addition is the course's, not the paper's: ``full_context=False`` builds the paper's
 layer without it. A residual connection (masked 1x1 projection h -> 2h, added to the input) follows
 as in the Row LSTM (``residual=False`` switches it off).
+
+**Conditioning** (paper §3.6; ``condition_channels=c``): the layer's own 1x1 unmasked convolution
+``condition_bias`` maps a c x H x W conditioning map to 8h x H x W: 4h added to each direction's
+input-to-state map (the ``extra`` of :class:`DiagonalLSTM`), before the skew.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import condition_bias_conv
 from .masks import MaskedConv2d
 from .row_lstm import initial_state_parameters, initial_states, lstm_update, state_dtype
 
@@ -167,6 +172,7 @@ class DiagonalBiLSTM(nn.Module):
         residual: bool = True,
         full_context: bool = True,
         learned_initial_state: bool = False,
+        condition_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.residual = residual
@@ -176,6 +182,7 @@ class DiagonalBiLSTM(nn.Module):
         # addition to the paper's layer, switched off by full_context=False to measure what it does
         self.right_image = nn.Conv2d(colour_groups, 4 * hidden, 1) if full_context else None
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
+        self.condition_bias = condition_bias_conv(condition_channels, 8 * hidden)
 
     def image_term(self, image: torch.Tensor) -> torch.Tensor | None:
         """The right direction's extra input-to-state from the image (full context), or None."""
@@ -183,6 +190,16 @@ class DiagonalBiLSTM(nn.Module):
             return None
         with torch.autocast(image.device.type, enabled=False):  # float32, like the model's stem
             return self.right_image(image)
+
+    def right_extra(
+        self, image: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """Everything added to the right direction's input-to-state: the image term and the
+        conditioning's share ``bias`` ``(B, 4h, H, W)``, unflipped; None when there is neither."""
+        extra = self.image_term(image)
+        if bias is not None:
+            extra = bias if extra is None else extra + bias
+        return extra
 
     def shift_down(self, right: torch.Tensor) -> torch.Tensor:
         """The right map shifted down one row; row 0 gets the state above row 0 (0 or ``h0``)."""
@@ -192,93 +209,98 @@ class DiagonalBiLSTM(nn.Module):
         top = self.right.h0.to(right.dtype)[None, :, None, None].expand(B, -1, 1, W)
         return torch.cat([top, right[:, :, :-1]], dim=2)
 
-    def right_map(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    def right_map(
+        self, x: torch.Tensor, image: torch.Tensor, bias: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The right-to-left direction, already shifted down by one row.
 
         Row 0 receives the right direction's state above row 0: zero, or its learned ``h0``.
+        ``bias`` ``(B, 4h, H, W)`` (the conditioning's share) is added to its input-to-state.
         """
-        extra = self.image_term(image)
+        extra = self.right_extra(image, bias)
         right = self.right(x.flip(3), None if extra is None else extra.flip(3)).flip(3)
         return self.shift_down(right)
 
-    def both_directions(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``left(x) + right_map(x, image)``, both directions in one recurrence of W + H - 1 steps.
+    def both_directions(
+        self,
+        x: torch.Tensor,
+        image: torch.Tensor,
+        left_bias: torch.Tensor | None = None,
+        right_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``left(x, left_bias) + right_map(x, image, right_bias)`` in one recurrence of W + H - 1 steps.
 
-        The right direction is the left one on the mirrored image, with its own weights. The two
-        are independent until they are added, so they are stacked on a new first dimension
-        (direction) and :func:`diagonal_recurrence` runs both at once. Everything here runs in
-        float32, also under autocast (the state always is; here the input-to-state is too).
+        The input-to-state maps are computed as in the readable path: 1x1 convolutions on the
+        image-sized map (under autocast in its dtype), plus the image term and the conditioning.
+        The right direction is the left one on the mirrored map, with its own weights; the two are
+        independent until they are added, so their gates are stacked on a new first dimension
+        (direction) and :func:`diagonal_recurrence` runs both at once, its state in float32.
         """
         left, right = self.left, self.right
+        gates_left = left.input_to_state(x)
+        if left_bias is not None:
+            gates_left = gates_left + left_bias
+        gates_right = right.input_to_state(x)  # a 1x1 convolution: mirroring commutes with it
+        extra = self.right_extra(image, right_bias)
+        if extra is not None:
+            gates_right = gates_right + extra
+        dtype = state_dtype(gates_left)
+        gates = torch.stack([gates_left.to(dtype), gates_right.to(dtype).flip(3)])
+        h0 = c0 = None
+        if left.h0 is not None:
+            h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
         with torch.autocast(x.device.type, enabled=False):
-            x = x.to(state_dtype(x))
-            w_left = left.input_to_state.masked_weight().flatten(1)  # (4h, 2h)
-            w_right = right.input_to_state.masked_weight().flatten(1)
-            features = [x, x.flip(3)]  # each direction's input, the right one mirrored
-            weights = [w_left, w_right]
-            if self.right_image is not None:  # full context: the right direction reads the image
-                image = image.to(x.dtype)
-                w_image = self.right_image.weight.flatten(1)  # (4h, C), unmasked
-                features = [
-                    torch.cat([x, torch.zeros_like(image)], 1),
-                    torch.cat([x, image], 1).flip(3),
-                ]
-                weights = [
-                    torch.cat([w_left, torch.zeros_like(w_image)], 1),  # the left one does not
-                    torch.cat([w_right, w_image], 1),
-                ]
-            biases = [left.input_to_state.bias + left.state_to_state.bias]
-            biases.append(right.input_to_state.bias + right.state_to_state.bias)
-            if self.right_image is not None:
-                biases[1] = biases[1] + self.right_image.bias
-            h0 = c0 = None
-            if left.h0 is not None:
-                h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
             states = diagonal_recurrence(
-                torch.stack(features),
-                torch.stack(weights),
-                torch.stack(biases),
+                gates,
+                torch.stack([left.state_to_state.bias, right.state_to_state.bias]),
                 torch.stack([left.state_to_state.weight, right.state_to_state.weight]),
                 h0,
                 c0,
             )  # (2, B, h, H, W)
         return states[0] + self.shift_down(states[1].flip(3))
 
-    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image."""
+    def forward(
+        self, x: torch.Tensor, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image,
+        ``condition`` ``(B, c, H, W)`` the conditioning map (or None)."""
+        left_bias = right_bias = None
+        if condition is not None:
+            left_bias, right_bias = self.condition_bias(condition).chunk(2, dim=1)
         readable = not self.fast or type(self).right_map is not DiagonalBiLSTM.right_map
-        states = (
-            self.left(x) + self.right_map(x, image) if readable else self.both_directions(x, image)
-        )
+        if readable:
+            # right_map(x, image) as notebook 04's subclasses define it, when unconditioned
+            biased = () if right_bias is None else (right_bias,)
+            states = self.left(x, left_bias) + self.right_map(x, image, *biased)
+        else:
+            states = self.both_directions(x, image, left_bias, right_bias)
         out = self.output(states)
         return x + out if self.residual else out
 
 
 def diagonal_recurrence(
-    features: torch.Tensor,
-    input_to_state: torch.Tensor,
+    gates: torch.Tensor,
     bias: torch.Tensor,
     state_to_state: torch.Tensor,
     h0: torch.Tensor | None = None,
     c0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Run D diagonal LSTMs side by side on their own inputs; the fast path of :class:`DiagonalBiLSTM`.
+    """Run D diagonal LSTMs side by side; the fast path of :class:`DiagonalBiLSTM`.
 
-    ``features`` ``(D, B, F, H, W)``: each direction's input; ``input_to_state`` ``(D, 4h, F)``:
-    its 1x1 kernel (masked); ``bias`` ``(D, 4h)``: both biases; ``state_to_state`` ``(D, 4h, h, 2)``:
-    the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``, ``c0`` ``(D, h)``:
-    learned initial states, or None for zero. Returns the hidden states ``(D, B, h, H, W)``, for
-    each direction what :class:`DiagonalLSTM` computes (the tests check outputs and gradients).
+    ``gates`` ``(D, B, 4h, H, W)``: each direction's input-to-state map (on its own, possibly
+    mirrored, image); ``bias`` ``(D, 4h)``: the state-to-state biases; ``state_to_state``
+    ``(D, 4h, h, 2)``: the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``,
+    ``c0`` ``(D, h)``: learned initial states, or None for zero. Returns the hidden states
+    ``(D, B, h, H, W)``, for each direction what :class:`DiagonalLSTM` computes (the tests check
+    outputs and gradients).
 
     What makes it faster than running :class:`DiagonalLSTM` twice (``benchmarks/
     diagonal_bilstm_speed.py`` measures it):
 
     * **both directions** in one loop: W + H - 1 steps per layer instead of 2 (W + H - 1);
-    * the skewed map is stored column first, ``(S, D, features, B, H)``: each column is one block,
-      the gates of a column are one contiguous block each, and the skew itself is a strided view
+    * the skewed map is stored column first, ``(S, D, 4h, B, H)``: each column is one block, the
+      gates of a column are one contiguous block each, and the skew itself is a strided view
       (pixel (r, j) is column r + j; :func:`_image_in_skewed`), written once and read once;
-    * input-to-state as one batched product on the skewed features (before the gates: 4x less
-      to skew);
     * one **matrix product** per column for the 2 x 1 state-to-state convolution: the kernel as a
       (4h, 2h) matrix times ``[state of row r - 1; state of row r]``, batched over the directions;
     * no mask per column: rows r > t of column t lie left of the image, and the one that pixel
@@ -287,18 +309,15 @@ def diagonal_recurrence(
     * a **hand-written backward** (:class:`_DiagonalRecurrence`): seven operations per column
       instead of the few dozen autograd records for two directions.
     """
-    D, G, _ = input_to_state.shape
+    D, _, G, _, _ = gates.shape
     hd = G // 4
-    columns = _SkewColumns.apply(features)  # (S, D, F, B, H)
-    S, _, F_, B, H = columns.shape
-    # input-to-state of every column, both directions: (D, 4h, F) x (S, D, F, B H)
-    gates_in = torch.matmul(input_to_state, columns.view(S, D, F_, B * H)) + bias[:, :, None]
-    zeros = features.new_zeros(D, hd)
-    h0 = zeros if h0 is None else h0.to(features.dtype)
-    c0 = zeros if c0 is None else c0.to(features.dtype)
+    columns = _SkewColumns.apply(gates + bias.to(gates.dtype)[:, None, :, None, None])
+    zeros = gates.new_zeros(D, hd)
+    h0 = zeros if h0 is None else h0.to(gates.dtype)
+    c0 = zeros if c0 is None else c0.to(gates.dtype)
     # (D, 4h, h, 2) -> (D, 4h, 2h): columns [0, h) multiply the state above, [h, 2h) the one beside
-    weight = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd).to(features.dtype)
-    hs = _DiagonalRecurrence.apply(gates_in.view(S, D, G, B, H), weight, h0, c0)
+    weight = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd).to(gates.dtype)
+    hs = _DiagonalRecurrence.apply(columns, weight, h0, c0)
     return _UnskewColumns.apply(hs)
 
 

@@ -18,6 +18,13 @@ options: ``residual=False`` removes the layers' residual connections (the paper'
 ``kernel_size`` (Row LSTM, PixelCNN), ``full_context=False`` (Diagonal BiLSTM without the course's
 addition, see ``diagonal_bilstm.py``), ``learned_initial_state=True`` (Row LSTM, Diagonal BiLSTM:
 the recurrent state starts from learned vectors instead of zero, paper §5.2).
+
+**Conditioning** (see ``conditioning.py``): ``classes=K`` makes a class-conditional model,
+``model(x, condition=labels)`` with labels ``(B,)``; ``upsample=f`` makes the conditional stage of
+a Multi-Scale PixelRNN (paper §3.6), ``model(x, condition=small)`` with the small image
+``subsample(x, f)``. Either is turned into a c x H x W map (c = ``hidden``) that every layer adds,
+through its own 1x1 convolution, to its input-to-state map. ``multiscale=f`` builds the two-stage
+model (``multiscale.py``). Without these options a model has no conditioning parameters at all.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import ClassEmbedding, Upsampler
 from .diagonal_bilstm import DiagonalBiLSTM
 from .masks import MaskedConv2d
 from .pixelcnn import PixelCNNBlock
@@ -58,6 +66,8 @@ class PixelRNN(nn.Module):
         layers: int = 4,
         skip: bool = False,
         levels: int = 256,
+        classes: int | None = None,
+        upsample: int | None = None,
         **options: Any,
     ) -> None:
         super().__init__()
@@ -78,15 +88,25 @@ class PixelRNN(nn.Module):
         )
         if levels != 256:  # 8-bit models keep the config (and checkpoints) they always had
             self.config["levels"] = levels
+        if classes is not None and upsample is not None:
+            raise ValueError("a model is conditioned on a class or on a small image, not both")
+        # like levels: only when set, so the configs of unconditioned models are unchanged
+        if classes is not None:
+            self.config["classes"] = classes
+        if upsample is not None:
+            self.config["upsample"] = upsample
+        self.classes, self.upsample = classes, upsample
+        condition_channels = hidden if classes is not None or upsample is not None else None
         self.in_channels = in_channels
         self.levels = levels
         groups = in_channels  # one colour group per image channel: R, G, B (or L)
         features = 2 * hidden
         self.stem = MaskedConv2d(in_channels, features, 7, "A", groups)
         layer = ARCHITECTURES[arch]
+        conditioned = {} if condition_channels is None else {"condition_channels": hidden}
         try:
             self.layers = nn.ModuleList(
-                layer(features, hidden, groups, **options) for _ in range(layers)
+                layer(features, hidden, groups, **options, **conditioned) for _ in range(layers)
             )
         except TypeError as e:
             raise ValueError(
@@ -108,6 +128,12 @@ class PixelRNN(nn.Module):
             if skip
             else None
         )
+        # the conditioning map (c = hidden features) from what the model is given; None: none
+        self.conditioner: nn.Module | None = None
+        if classes is not None:
+            self.conditioner = ClassEmbedding(classes, hidden)
+        elif upsample is not None:
+            self.conditioner = Upsampler(in_channels, hidden, upsample, levels)
 
     def check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
@@ -120,8 +146,37 @@ class PixelRNN(nn.Module):
                 )
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def condition_map(
+        self, condition: torch.Tensor | None, batch: int, size: tuple[int, int]
+    ) -> torch.Tensor | None:
+        """The c x H x W conditioning map ``(B, c, H, W)`` every layer reads, or None.
+
+        Refuses a condition the model does not take, or a missing one, with a clear error.
+        """
+        if self.conditioner is None:
+            if condition is not None:
+                raise ValueError(
+                    "this model is unconditioned: it takes no condition (build it with "
+                    "classes=K for class labels, or upsample=f for a small image)"
+                )
+            return None
+        if condition is None:
+            what = (
+                f"class labels (B,) in 0..{self.classes - 1}"
+                if self.classes is not None
+                else f"the small image subsample(x, {self.upsample})"
+            )
+            raise ValueError(f"this model is conditional: pass condition= {what}")
+        if self.classes is not None:
+            self.conditioner.check(condition, batch)
+        else:
+            self.conditioner.check(condition, batch, size)
+        return self.conditioner(condition, size)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, L, C, H, W)`` of images ``x``; ``condition``: labels or the small image."""
         self.check_input(x)
+        cond = self.condition_map(condition, x.shape[0], tuple(x.shape[2:]))
         image = preprocess(x, self.stem.weight.dtype, self.levels)
         # the stem in float32 even under autocast: in bfloat16 the image itself would be rounded
         # (8 bits of mantissa cannot hold its 256 levels in [-1, 1]), and the gradients with it
@@ -129,7 +184,7 @@ class PixelRNN(nn.Module):
             h = self.stem(image)
         total = 0
         for k, layer in enumerate(self.layers):
-            h = layer(h, image)
+            h = layer(h, image, cond)
             if self.skips is not None:
                 total = total + self.skips[k](h)
         out = self.head[:-1](h if self.skips is None else total)
@@ -198,9 +253,17 @@ def build_model(
 
     ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
     ``levels`` (values per sub-pixel, 2..256, default 256), ``skip=True`` (learned skip
-    connections to the head) and the layer options ``residual``, ``kernel_size``,
-    ``full_context`` and ``learned_initial_state`` (see the module docstring).
+    connections to the head), the layer options ``residual``, ``kernel_size``,
+    ``full_context`` and ``learned_initial_state``, and the conditioning: ``classes=K``,
+    ``upsample=f`` (the conditional stage of a Multi-Scale PixelRNN) or ``multiscale=f`` (the
+    whole two-stage model, a :class:`~pixelrnn_utils.multiscale.MultiScalePixelRNN`); see the
+    module docstring.
     """
+    if options.get("multiscale") is not None:
+        from .multiscale import MultiScalePixelRNN
+
+        return MultiScalePixelRNN(arch, in_channels, hidden, layers, **options)
+    options.pop("multiscale", None)
     return PixelRNN(arch, in_channels, hidden, layers, **options)
 
 

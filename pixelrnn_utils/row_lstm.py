@@ -17,6 +17,10 @@ four LSTM gates of all its pixels at once:
   convolution and added to the layer's 2h-feature input (``residual=False``: not added, for the
   paper's Table 2 ablation).
 
+**Conditioning** (paper §3.6; ``condition_channels=c``): the layer's own 1x1 unmasked convolution
+``condition_bias`` maps a c x H x W conditioning map (a class, or an upsampled small image) to
+4h x H x W, added to the input-to-state map. Unconditioned layers have no such convolution.
+
 The initial state (row -1) is zero for both h and c, or, with ``learned_initial_state=True``
 (paper §5.2: "the initial recurrent state is learned"), two learned vectors ``h0`` and ``c0`` of
 ``hidden`` features, the same for every column of row -1. They are constants, so the layer stays
@@ -32,6 +36,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .conditioning import condition_bias_conv
 from .masks import MaskedConv2d
 
 __all__ = ["RowLSTM", "initial_state_parameters", "initial_states", "lstm_update", "state_dtype"]
@@ -91,6 +96,7 @@ class RowLSTM(nn.Module):
         kernel_size: int = 3,
         residual: bool = True,
         learned_initial_state: bool = False,
+        condition_channels: int | None = None,
     ) -> None:
         super().__init__()
         self.hidden = hidden
@@ -102,6 +108,7 @@ class RowLSTM(nn.Module):
         self.output = MaskedConv2d(hidden, channels, 1, "B", colour_groups)
         # registered last, so that a layer with and without them shares every other initial weight
         self.h0, self.c0 = initial_state_parameters(hidden, learned_initial_state)
+        self.condition_bias = condition_bias_conv(condition_channels, 4 * hidden)
 
     def initial_state(
         self, batch: int, width: int, dtype: torch.dtype, device: torch.device
@@ -115,10 +122,13 @@ class RowLSTM(nn.Module):
         """One row: input-to-state row ``(B, 4h, W)`` and previous states ``(B, h, W)``."""
         return lstm_update(is_row + self.state_to_state(h_prev), c_prev)
 
-    def recurrence(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(B, h, H, W)`` of the whole map, row by row."""
+    def recurrence(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden states ``(B, h, H, W)`` of the whole map, row by row; ``condition``
+        ``(B, c, H, W)`` is the conditioning map."""
         B, _, H, W = x.shape
         x_is = self.input_to_state(x)
+        if condition is not None:
+            x_is = x_is + self.condition_bias(condition)
         h, c = self.initial_state(B, W, state_dtype(x_is), x.device)
         rows = []
         for is_row in x_is.unbind(2):  # unbind, not x_is[:, :, r]: its backward is one stack
@@ -126,7 +136,12 @@ class RowLSTM(nn.Module):
             rows.append(h)
         return torch.stack(rows, dim=2)
 
-    def forward(self, x: torch.Tensor, image: torch.Tensor | None = None) -> torch.Tensor:
-        """``image`` is unused: every layer takes ``(features, image)`` (see ``model.py``)."""
-        out = self.output(self.recurrence(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        image: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``image`` is unused: every layer takes ``(features, image, condition)`` (``model.py``)."""
+        out = self.output(self.recurrence(x, condition))
         return x + out if self.residual else out

@@ -14,6 +14,11 @@ from the model's distribution given everything drawn before it (raster order, R 
   its left state at (i, j) needs only the left states at (i, j - 1) and (i - 1, j), and its
   (shifted) right map for row i needs only row i - 1, computed once when row i starts.
 
+**Conditioned models** (``classes=K``, ``upsample=f``): ``condition=`` is passed to every forward
+pass (naive); the cached sampler computes each layer's conditioning bias for the whole image once,
+since the condition is given before the first pixel, and adds it at (i, j). A Multi-Scale model
+(``multiscale=f``) is sampled in its two stages (``multiscale.sample_multiscale``).
+
 Both methods draw one uniform number per image per step from ``generator`` and turn it into a
 value by inverse-CDF sampling, so with the same generator they return the same images.
 """
@@ -95,13 +100,22 @@ def sample(
     generator: torch.Generator | None = None,
     prefix: tuple[torch.Tensor, torch.Tensor] | None = None,
     progress: bool = False,
+    condition: torch.Tensor | int | None = None,
 ) -> torch.Tensor:
     """Draw ``n`` images of ``shape = (C, H, W)``; returns long ``(n, C, H, W)`` in 0..L-1.
 
     ``prefix = (images, mask)`` gives image completion: where ``mask`` is True the value from
     ``images`` is kept exactly and the model fills in the rest. ``generator`` is a CPU
     ``torch.Generator``; the same generator state gives the same images with either method.
+    ``condition``: for a class-conditional model the labels ``(n,)`` (or one int for all ``n``),
+    for the conditional stage of a Multi-Scale model the small images ``(n, C, s, s)``.
     """
+    if model.config.get("multiscale"):
+        from .multiscale import sample_multiscale
+
+        if prefix is not None or condition is not None:
+            raise ValueError("a Multi-Scale model is sampled whole: no prefix, no condition")
+        return sample_multiscale(model, n, shape, method, temperature, generator, progress)[1]
     _check(model, n, shape, method, temperature)
     was_training = model.training
     model.eval()
@@ -109,6 +123,10 @@ def sample(
     known, mask = _prefix(prefix, n, shape, device)
     x = torch.where(mask, known, torch.zeros_like(known))
     C, H, W = shape
+    if isinstance(condition, int):
+        condition = torch.full((n,), condition, dtype=torch.long)
+    if condition is not None:
+        condition = torch.as_tensor(condition).to(device)
     bar = progress_bar(
         total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False
     )
@@ -116,7 +134,11 @@ def sample(
     # same numbers, and the cached LSTM states stay float32
     with torch.autocast(device.type, enabled=False):
         cached = method == "cached"
+        cond_map = model.condition_map(condition, n, (H, W))  # checks the condition
         step = CACHED[model.config["arch"]](model, x) if cached else _NaiveStepper(model, x)
+        step.condition = condition
+        if cached and cond_map is not None:
+            step.condition_on(cond_map)
         for i in range(H):
             for j in range(W):
                 for c in range(C):
@@ -138,11 +160,15 @@ def sample(
 class _NaiveStepper:
     """One full forward pass of the partly drawn image ``x`` per step."""
 
+    condition: torch.Tensor | None = None  # passed to every forward pass
+
     def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
         self.model, self.x = model, x
 
     def __call__(self, i: int, j: int, c: int, want_logits: bool) -> torch.Tensor | None:
-        return self.model(self.x)[:, :, c, i, j].float() if want_logits else None
+        if not want_logits:
+            return None
+        return self.model(self.x, self.condition)[:, :, c, i, j].float()
 
     def pixel_done(self, i: int, j: int) -> None:
         """Nothing is cached."""
@@ -173,6 +199,12 @@ class _CachedModel:
         # the image drawn so far, scaled like the model's input, with the stem's zero padding
         self.image = x.new_zeros(n, C, H + 2 * r, W + 2 * r, dtype=self.dtype)
         self.row = 0
+
+    biases: list[torch.Tensor] | None = None  # per layer, the conditioning bias (n, out, H, W)
+
+    def condition_on(self, cond_map: torch.Tensor) -> None:
+        """Each layer's conditioning bias for the whole image, computed once (it is all given)."""
+        self.biases = [layer.condition_bias(cond_map) for layer in self.model.layers]
 
     def scaled(self, i: int, j: int) -> torch.Tensor:
         """Pixel (i, j) of the image drawn so far, scaled like the model's input."""
@@ -252,6 +284,8 @@ class _CachedRowLSTM(_CachedModel):
         window = buf[:, :, j : j + k + 1]  # layer inputs at (i, j - k) .. (i, j)
         gates = torch.einsum("nft,gft->ng", window, self.is_w[index])
         gates = gates + layer.input_to_state.bias + self.s2s[index][:, :, j]
+        if self.biases is not None:
+            gates = gates + self.biases[index][:, :, i, j]
         h, cell = lstm_update(gates, self.c_prev[index][:, :, j])
         self.h_cur[index][:, :, j] = h
         self.c_cur[index][:, :, j] = cell
@@ -297,9 +331,14 @@ class _CachedDiagonalBiLSTM(_CachedModel):
                 self.inputs_prev[index],
             )
             self.left_h_prev[index] = self.left_h[index].clone()
-            self._right_row(index, layer, self.inputs_prev[index], image_prev)
+            bias = None  # the right direction's conditioning bias on row i - 1
+            if self.biases is not None:
+                bias = self.biases[index][:, 4 * layer.right.hidden :, i - 1]
+            self._right_row(index, layer, self.inputs_prev[index], image_prev, bias)
 
-    def _right_row(self, index: int, layer, inputs: torch.Tensor, image: torch.Tensor) -> None:
+    def _right_row(
+        self, index: int, layer, inputs: torch.Tensor, image: torch.Tensor, bias=None
+    ) -> None:
         """Right-to-left pass over the finished row: states (i, j) from (i, j + 1) and (i - 1, j)."""
         w_is, w_above, w_beside = self._weights(layer.right)
         right = layer.right
@@ -319,6 +358,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
             )
             if w_img is not None:
                 gates = gates + image[:, :, j] @ w_img.T + full_context.bias
+            if bias is not None:
+                gates = gates + bias[:, :, j]
             h, c = lstm_update(gates, c)
             h_row[:, :, j], c_row[:, :, j] = h, c
         self.right_h[index], self.right_c[index] = h_row, c_row
@@ -340,6 +381,8 @@ class _CachedDiagonalBiLSTM(_CachedModel):
             + beside_h @ w_beside.T
             + left.state_to_state.bias
         )
+        if self.biases is not None:  # the left direction's conditioning bias at (i, j)
+            gates = gates + self.biases[index][:, : 4 * left.hidden, i, j]
         h, c = lstm_update(gates, beside_c)
         self.left_h[index][:, :, j], self.left_c[index][:, :, j] = h, c
         right = self.right_h[index][:, :, j]  # row -1 for i = 0: zero, or the learned h0

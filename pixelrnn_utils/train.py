@@ -301,10 +301,10 @@ def evaluate(
     was_training = model.training
     model.eval()
     total, count, images, dims = 0.0, 0, 0, 0
-    for x, _ in progress_bar(loader, desc="evaluate", disable=not progress, leave=False):
+    for x, y in progress_bar(loader, desc="evaluate", disable=not progress, leave=False):
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=False):
-            logits = model(x)
+            logits = forward(model, x, y)
         total += nll_per_subpixel(logits, x).sum(dtype=torch.float64).item()
         count += x.numel()
         images += x.shape[0]
@@ -316,6 +316,29 @@ def evaluate(
     total, count, images = totals.tolist()
     bpd = total / count / LN2 if count else float("nan")
     return {"bits_per_dim": bpd, "nats_per_image": bpd * dims * LN2, "images": int(images)}
+
+
+def forward(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``net(x)``, or ``net(x, condition=labels)`` for a class-conditional model."""
+    model = getattr(net, "module", net)  # DistributedDataParallel / compile wrap the model
+    model = getattr(model, "_orig_mod", model)
+    if getattr(model, "classes", None) is None:
+        return net(x)
+    return net(x, condition=labels.to(x.device, non_blocking=True))
+
+
+def check_labels(dataset: Dataset, classes: int) -> None:
+    """Refuse data whose labels are not class numbers ``0..classes-1`` (binarized MNIST has none)."""
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    labels = getattr(base, "labels", None)
+    if labels is None or not len(labels):
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise ValueError(
+            f"--classes {classes} needs labels 0..{classes - 1}; this data's labels run from "
+            f"{low} to {high}" + (" (it has no class labels)" if high < 0 else "")
+        )
 
 
 def _epoch_order(
@@ -407,6 +430,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         log_path.write_text("")
 
     train_set, val_set = load_splits(cfg)
+    if cfg.options.get("classes") is not None:
+        check_labels(train_set, cfg.options["classes"])
     val_loader = DataLoader(
         Subset(val_set, range(rank, len(val_set), world)), batch_size=max(cfg.batch_size, 64)
     )
@@ -458,7 +483,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             total=start + len(loader),
             mininterval=1.0,
         )
-        for step, (x, _) in enumerate(bar, start=start + 1):
+        for step, (x, y) in enumerate(bar, start=start + 1):
             lr = learning_rate(
                 cfg, (epoch - 1) * steps_per_epoch + step - 1, cfg.epochs * steps_per_epoch
             )
@@ -466,7 +491,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 group["lr"] = lr
             x = x.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = net(x)
+                logits = forward(net, x, y)
             loss = loss_fn(logits, x)  # float32 log-probabilities whatever the autocast dtype
             if not torch.isfinite(loss):
                 raise TrainingDiverged(

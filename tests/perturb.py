@@ -55,16 +55,31 @@ def with_leaky_relu(model: nn.Module, slope: float = 0.2) -> nn.Module:
 
 @torch.no_grad()
 def perturbation_map(
-    model: nn.Module, shape: tuple[int, int, int], seed: int = 0, chunk: int = 256
+    model: nn.Module,
+    shape: tuple[int, int, int],
+    seed: int = 0,
+    chunk: int = 256,
+    condition: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Bool ``dep[out_c, out_i, out_j, in_c, in_i, in_j]``: does that output move with that input?"""
+    """Bool ``dep[out_c, out_i, out_j, in_c, in_i, in_j]``: does that output move with that input?
+
+    ``condition`` (a batch of one: a label ``(1,)`` or a small image) is given to every forward
+    pass, unchanged: it is not part of the image, so it is not perturbed here.
+    """
     C, H, W = shape
     n = C * H * W
     probe = copy.deepcopy(model).double().eval()
     gen = torch.Generator().manual_seed(seed)
     levels = getattr(model, "levels", 256)  # values per sub-pixel (2: binary images)
     base = torch.randint(0, levels, (1, C, H, W), generator=gen)
-    reference = probe(base)[0]  # (L, C, H, W)
+
+    def run(images: torch.Tensor) -> torch.Tensor:
+        if condition is None:
+            return probe(images)
+        cond = torch.as_tensor(condition)
+        return probe(images, condition=cond.expand(len(images), *cond.shape[1:]).clone())
+
+    reference = run(base)[0]  # (L, C, H, W)
     moved = torch.zeros(n, C, H, W, dtype=torch.bool)  # [input k, out_c, out_i, out_j]
     for shift in SHIFTS:
         images = base.repeat(n, 1, 1, 1)
@@ -73,7 +88,7 @@ def perturbation_map(
         step = 1 + (shift - 1) % (levels - 1)  # = shift at 256 levels, never a multiple of L
         flat[k, k] = (flat[k, k] + step) % levels  # image k has input sub-pixel k changed
         for start in range(0, n, chunk):
-            out = probe(images[start : start + chunk])  # (b, L, C, H, W)
+            out = run(images[start : start + chunk])  # (b, L, C, H, W)
             change = (
                 (out - reference).abs().amax(dim=1)
             )  # largest logit change per output sub-pixel

@@ -186,7 +186,7 @@ def test_injected_future_pixel_is_caught():
 class _UnshiftedBiLSTM(DiagonalBiLSTM):
     """The right direction without the one-row shift (as notebook 04 builds it)."""
 
-    def right_map(self, x, image):
+    def right_map(self, x, image, bias=None):
         return self.right(x.flip(3), self.right_image(image).flip(3)).flip(3)
 
 

@@ -87,9 +87,9 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     monkeypatch.setattr(diagonal_bilstm, "lstm_update", spy)  # the readable path
     real_recurrence = diagonal_bilstm.diagonal_recurrence
 
-    def spy_recurrence(features, *args):  # the Diagonal BiLSTM's fast path
-        states = real_recurrence(features, *args)
-        seen.append((features.dtype, states.dtype))
+    def spy_recurrence(gates, *args):  # the Diagonal BiLSTM's fast path
+        states = real_recurrence(gates, *args)
+        seen.append((gates.dtype, states.dtype))
         return states
 
     monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy_recurrence)
@@ -106,52 +106,36 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
-def test_image_is_read_in_float32_under_autocast(arch, monkeypatch):
+def test_image_is_read_in_float32_under_autocast(arch):
     """The layers that read the image (the stem; the Diagonal BiLSTM's full-context 1x1) run in
     float32: in bf16 the image would be rounded, and the gradients with it."""
-    from pixelrnn_utils import diagonal_bilstm
-
     torch.manual_seed(0)
-    model = build_model(arch, 3, hidden=6, layers=2)
-    fast_model = copy.deepcopy(model)
-    for layer in model.layers:  # the readable path calls right_image as a module: hooks see it
+    fast_model = build_model(arch, 3, hidden=6, layers=2)
+    readable_model = copy.deepcopy(fast_model)
+    for layer in readable_model.layers:  # the Diagonal BiLSTM's per-direction path
         layer.fast = False
     x = torch.arange(256).view(1, 1, 16, 16).expand(1, 3, 16, 16)  # every level 0..255
     image = x.float() / 127.5 - 1
     assert (image.bfloat16().float() != image).any()  # why it matters
-    readers = [model.stem] + [
-        layer.right_image for layer in model.layers if getattr(layer, "right_image", None)
-    ]
-    assert len(readers) == (3 if arch == "diagonal_bilstm" else 1)
-    seen = []
-    hooks = [
-        m.register_forward_hook(lambda m, args, out: seen.append((m, args[0], out)))
-        for m in readers
-    ]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        model(x)
-    for hook in hooks:
-        hook.remove()
-    assert [m for m, _, _ in seen] == readers
-    for module, read, out in seen:
-        assert read.dtype == out.dtype == torch.float32
-        assert torch.equal(read, image)
-        torch.testing.assert_close(out, module(image))
-    if arch == "diagonal_bilstm":  # the fast path reads the image as extra float32 features
-        features_seen = []
-        real = diagonal_bilstm.diagonal_recurrence
-
-        def spy(features, *args):
-            features_seen.append(features)
-            return real(features, *args)
-
-        monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy)
+    for model in (fast_model, readable_model):
+        readers = [model.stem] + [
+            layer.right_image for layer in model.layers if getattr(layer, "right_image", None)
+        ]
+        assert len(readers) == (3 if arch == "diagonal_bilstm" else 1)
+        seen: list = []
+        hooks = [
+            m.register_forward_hook(lambda m, args, out, seen=seen: seen.append((m, args[0], out)))
+            for m in readers
+        ]
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            fast_model(x)
-        assert len(features_seen) == 2
-        for features in features_seen:  # (direction, B, 2h + C, H, W); right one mirrored
-            assert features.dtype == torch.float32
-            assert torch.equal(features[1, :, -3:], image.flip(3))
+            model(x)
+        for hook in hooks:
+            hook.remove()
+        assert [m for m, _, _ in seen] == readers
+        for module, read, out in seen:
+            assert read.dtype == out.dtype == torch.float32
+            assert torch.equal(read, image)
+            torch.testing.assert_close(out, module(image))
 
 
 def test_logits_are_float32_products_under_autocast():
