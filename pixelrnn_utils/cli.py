@@ -317,7 +317,7 @@ def _sample(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
     from .checkpoint import load_checkpoint
-    from .sampling import CACHED, sample
+    from .sampling import sample
 
     out = Path(args.out)
     _check_writable(out)  # before the sampling, not after it
@@ -340,9 +340,6 @@ def _sample(args: argparse.Namespace) -> int:
         labels = torch.arange(args.n) % classes if args.label is None else args.label
         condition = torch.as_tensor(labels).expand(args.n).clone()
     method = args.method
-    if method == "cached" and model.config["arch"] not in CACHED:
-        print(f"note: no cached sampler for {model.config['arch']}; using naive", file=sys.stderr)
-        method = "naive"
     generator = torch.Generator().manual_seed(args.seed)
     images = sample(
         model,

@@ -5,14 +5,16 @@ from the model's distribution given everything drawn before it (raster order, R 
 
 * ``method="naive"`` runs a full forward pass of the whole image for every step: simple, works for
   every architecture, and does H * W * C times the work of one forward pass.
-* ``method="cached"`` (Row LSTM and Diagonal BiLSTM) keeps what earlier steps already computed. When pixel (i, j) is
+* ``method="cached"`` (every architecture) keeps what earlier steps already computed. When pixel (i, j) is
   drawn, the Row LSTM states of row i - 1 are final, and the layer inputs at (i, j - 1) and before
   are final. So each step recomputes only one column: the 7x7 stem at (i, j), then per layer the
   input-to-state at (i, j), one LSTM update and the residual, then the head for colour c.
   State-to-state is computed once per row. That is O(layers) small matrix products per step
   instead of a whole forward pass. The Diagonal BiLSTM is cached the same way without any skew:
   its left state at (i, j) needs only the left states at (i, j - 1) and (i - 1, j), and its
-  (shifted) right map for row i needs only row i - 1, computed once when row i starts.
+  (shifted) right map for row i needs only row i - 1, computed once when row i starts. PixelCNN
+  keeps each block's first 1x1 output: its masked k x k convolution at (i, j) reads only that
+  output on rows i - k // 2 .. i, all final but (i, j) itself, computed at this step.
 
 **Conditioned models** (``classes=K``, ``upsample=f``): ``condition=`` is passed to every forward
 pass (naive); the cached sampler computes each layer's conditioning bias for the whole image once,
@@ -30,6 +32,7 @@ import torch.nn.functional as F
 
 from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
 from .model import PixelRNN, preprocess
+from .pixelcnn import PixelCNNBlock
 from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
 
@@ -390,4 +393,49 @@ class _CachedDiagonalBiLSTM(_CachedModel):
         return a + out if layer.residual else out
 
 
-CACHED = {"row_lstm": _CachedRowLSTM, "diagonal_bilstm": _CachedDiagonalBiLSTM}
+class _CachedPixelCNN(_CachedModel):
+    """PixelCNN: per block, the output of its first 1x1 convolution (after the ReLU) at every
+    position computed so far. At (i, j) a block computes that 1x1 at (i, j) alone, then its masked
+    k x k convolution as one product over the window of rows i - k // 2 .. i (the rows below are
+    masked out; the taps right of (i, j) on row i are masked too), then its last 1x1. Everything
+    it reads of earlier rows is final: row i - 1 was finished before row i started.
+    """
+
+    def __init__(self, model: PixelRNN, x: torch.Tensor) -> None:
+        super().__init__(model, x)
+        n, _, H, W = x.shape
+        layers: list[PixelCNNBlock] = list(model.layers)
+        self.first = [layer.body[1] for layer in layers]  # 1x1, 2h -> h
+        self.masked = [layer.body[3] for layer in layers]  # k x k, h -> h
+        self.last = [layer.body[5] for layer in layers]  # 1x1, h -> 2h
+        self.k = [conv.kernel_size[0] // 2 for conv in self.masked]  # the window's radius
+        self.first_w = [conv.masked_weight()[:, :, 0, 0] for conv in self.first]
+        self.masked_w = [  # rows 0 .. k of the kernel: the ones above and on the centre row
+            conv.masked_weight()[:, :, : k + 1] for conv, k in zip(self.masked, self.k, strict=True)
+        ]
+        self.last_w = [conv.masked_weight()[:, :, 0, 0] for conv in self.last]
+        # the first 1x1's output, with the k x k convolution's zero padding (k rows on top)
+        self.hidden = [
+            self.zeros(n, conv.out_channels, H + k, W + 2 * k)
+            for conv, k in zip(self.first, self.k, strict=True)
+        ]
+
+    def layer_at(
+        self, index: int, layer: PixelCNNBlock, i: int, j: int, a: torch.Tensor
+    ) -> torch.Tensor:
+        k, hidden = self.k[index], self.hidden[index]
+        u = F.relu(F.relu(a) @ self.first_w[index].T + self.first[index].bias)
+        hidden[:, :, i + k, j + k] = u
+        window = hidden[:, :, i : i + k + 1, j : j + 2 * k + 1]  # rows i - k .. i
+        v = torch.einsum("nfyx,gfyx->ng", window, self.masked_w[index]) + self.masked[index].bias
+        if self.biases is not None:  # the conditioning bias, added to the masked convolution
+            v = v + self.biases[index][:, :, i, j]
+        out = F.relu(v) @ self.last_w[index].T + self.last[index].bias
+        return a + out if layer.residual else out
+
+
+CACHED = {
+    "row_lstm": _CachedRowLSTM,
+    "diagonal_bilstm": _CachedDiagonalBiLSTM,
+    "pixelcnn": _CachedPixelCNN,
+}
