@@ -27,6 +27,7 @@ from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
 from .model import PixelRNN, preprocess
 from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
+from .settings import exact_float32
 
 __all__ = ["sample", "draw"]
 
@@ -86,6 +87,7 @@ def _prefix(
 
 
 @torch.no_grad()
+@exact_float32()  # TF32 convolutions (naive) and float32 matmuls (cached) would differ
 def sample(
     model: PixelRNN,
     n: int,
