@@ -209,3 +209,29 @@ def test_notebook_runs_on_a_gpu(name, tmp_path):
     done = run_notebook_on_fake_gpu(name, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
     assert "DEVICE=cuda" in done.stdout
+
+
+def test_gpu_check_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu_check.sh (never run on a GPU yet) runs every step on a CPU, tiny."""
+    from conftest import write_image_folder
+
+    data = write_image_folder(tmp_path / "data", 80, size=32, classes=4)
+    env = {
+        **__import__("os").environ,
+        "OUT": str(tmp_path / "out"),
+        "PIXELRNN_DATA": str(data),
+        "PYTHON": sys.executable,
+        "OMP_NUM_THREADS": "1",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--cpu-dry-run"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert "GPU CHECK OK (cpu)" in done.stdout
+    for p in ("auto", "fp32"):  # trained, then resumed for a second epoch
+        assert f"seed {p:>7} epoch 2:" in done.stdout
+    assert done.stdout.count("ran top to bottom") == 2
