@@ -23,6 +23,7 @@ allocator caching, not an exact count of tensor bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -34,6 +35,7 @@ from hardware import device_name
 
 from pixelrnn_utils.metrics import nll
 from pixelrnn_utils.model import build_model
+from pixelrnn_utils.settings import exact_float32
 from pixelrnn_utils.train import autocast_dtype, resolve_precision
 
 ARCHS = ("row_lstm", "pixelcnn", "diagonal_bilstm")
@@ -60,11 +62,21 @@ def sync(device: torch.device) -> None:
 
 
 def measure(arch: str, precision: str, compiled: bool, args, device: torch.device) -> dict:
+    """One row; fp32 rows run in float32, not TF32 (a GPU's default for convolutions)."""
+    exact = resolve_precision(precision, device)[0] == "fp32"
+    with exact_float32() if exact else contextlib.nullcontext():
+        return _measure(arch, precision, compiled, args, device)
+
+
+def _measure(arch: str, precision: str, compiled: bool, args, device: torch.device) -> dict:
     torch.manual_seed(0)
     C, H, W = 3, args.size, args.size
     model = build_model(arch, C, hidden=args.hidden, layers=args.layers).to(device)
     net = model
     if compiled:
+        # a fresh Dynamo per row: on a GPU all rows share one process, and the ninth compiled
+        # variant would pass Dynamo's recompile limit and silently run eager in a "compiled" row
+        torch._dynamo.reset()
         net = torch.compile(model, mode="reduce-overhead" if device.type == "cuda" else None)
     dtype = autocast_dtype(device, precision)
     x = torch.randint(0, 256, (args.batch, C, H, W), device=device)

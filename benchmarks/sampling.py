@@ -38,7 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"])
+    parser.add_argument(
+        "--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"]
+    )
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

@@ -427,8 +427,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         hd, N = G // 4, B * H
         o, f, i, g = acts.chunk(4, dim=2)
         # rows r > t of column t are left of the image: no gradient flows through them
-        inside = torch.arange(H, device=acts.device) <= torch.arange(S, device=acts.device)[:, None]
-        inside = inside.to(acts.dtype)[:, None, None, None, :]  # (S, 1, 1, 1, H)
+        inside = acts.new_ones(S, H).tril()[:, None, None, None, :]  # (S, 1, 1, 1, H): r <= t
         dc_from_dh = o * (1 - tanh_c * tanh_c) * inside
         do_from_dh = tanh_c * o * (1 - o) * inside
         d_fig_from_dc = (

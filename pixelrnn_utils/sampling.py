@@ -35,6 +35,7 @@ from .model import PixelRNN, preprocess
 from .pixelcnn import PixelCNNBlock
 from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
+from .settings import exact_float32
 
 __all__ = ["sample", "draw"]
 
@@ -94,6 +95,7 @@ def _prefix(
 
 
 @torch.no_grad()
+@exact_float32()  # TF32 convolutions (naive) and float32 matmuls (cached) would differ
 def sample(
     model: PixelRNN,
     n: int,

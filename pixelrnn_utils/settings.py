@@ -6,14 +6,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["smoke", "data_source", "default_device", "seed_everything", "shown_path"]
+__all__ = [
+    "smoke",
+    "data_source",
+    "default_device",
+    "exact_float32",
+    "seed_everything",
+    "shown_path",
+]
 
 
 def smoke() -> bool:
@@ -29,6 +38,23 @@ def data_source(default: str = "cifar10") -> str:
 def default_device() -> torch.device:
     """CUDA when available, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@contextlib.contextmanager
+def exact_float32() -> Iterator[None]:
+    """Float32 that is float32 on a GPU too: TF32 off for cuDNN convolutions and CUDA matmuls.
+
+    On Ampere and later GPUs PyTorch runs float32 convolutions in TF32 (10-bit mantissa) by
+    default. The course promises exact float32 where it says so (``evaluate``, ``precision="fp32"``
+    training, naive == cached samples), so those run inside this block; the previous settings
+    are restored after it. Also a decorator. No effect on CPUs.
+    """
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def seed_everything(seed: int) -> torch.Generator:

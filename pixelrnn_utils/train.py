@@ -55,7 +55,7 @@ from .data import (
 from .metrics import LN2, nll, nll_per_subpixel
 from .model import build_model
 from .progress import progress_bar
-from .settings import seed_everything
+from .settings import exact_float32, seed_everything
 
 __all__ = [
     "PRECISIONS",
@@ -63,6 +63,7 @@ __all__ = [
     "TrainingDiverged",
     "train",
     "evaluate",
+    "pick_device",
     "autocast_dtype",
     "resolve_precision",
     "cpu_has_fast_bf16",
@@ -236,11 +237,30 @@ def check_config(cfg: TrainConfig) -> None:
         raise ValueError("; ".join(problems))
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); starts the process group when launched by torchrun."""
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The device a run uses: ``device`` if given, else this process's GPU, else the CPU.
+
+    A CUDA device always gets an index (``"cuda"`` means this process's GPU: ``LOCAL_RANK`` under
+    torchrun, else the current one), as ``torch.cuda.set_device`` and DDP need.
+    """
+    if device is None or str(device) == "":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        local = os.environ.get("LOCAL_RANK")
+        device = torch.device("cuda", int(local) if local else torch.cuda.current_device())
+    return device
+
+
+def _distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); starts the process group when launched by torchrun.
+
+    The backend follows the run's device, not the machine: NCCL for GPUs, Gloo for
+    ``--device cpu`` (also on a GPU host).
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
@@ -285,32 +305,41 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
 
 @torch.no_grad()
+@exact_float32()
 def evaluate(
     model: nn.Module,
     loader: DataLoader,
-    device: torch.device | str = "cpu",
+    device: torch.device | str | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
     """Exact bits/dim over a whole loader: total NLL over all sub-pixels / (count * ln 2).
 
     Exact whatever precision trained the model: the forward pass runs in float32 with autocast
-    switched off (even inside a caller's autocast region), and the NLL of every sub-pixel is
-    summed in float64.
+    switched off (even inside a caller's autocast region) and TF32 off on GPUs, and the NLL of
+    every sub-pixel is summed in float64. The batches go to ``device``, which must be the
+    model's (default: the model's device).
     """
-    device = torch.device(device)
+    model_device = next(model.parameters()).device
+    device = model_device if device is None else torch.device(device)
+    if (device.type, device.index or 0) != (model_device.type, model_device.index or 0):
+        raise ValueError(
+            f"evaluate on {device}, but the model is on {model_device}: "
+            f"move it first (model.to({str(device)!r})) or leave device out"
+        )
     was_training = model.training
     model.eval()
-    total, count, images, dims = 0.0, 0, 0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync
+    count, images, dims = 0, 0, 0
     for x, y in progress_bar(loader, desc="evaluate", disable=not progress, leave=False):
         x = x.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=False):
             logits = forward(model, x, y)
-        total += nll_per_subpixel(logits, x).sum(dtype=torch.float64).item()
+        total += nll_per_subpixel(logits, x).sum(dtype=torch.float64)
         count += x.numel()
         images += x.shape[0]
         dims = x[0].numel()
     model.train(was_training)
-    totals = torch.tensor([total, count, images], dtype=torch.float64, device=device)
+    totals = torch.stack([total, *torch.tensor([count, images], dtype=torch.float64).to(device)])
     if dist.is_initialized():
         dist.all_reduce(totals)
     total, count, images = totals.tolist()
@@ -344,26 +373,41 @@ def check_labels(dataset: Dataset, classes: int) -> None:
 def _epoch_order(
     dataset: Dataset, cfg: TrainConfig, epoch: int, rank: int, world: int
 ) -> list[int]:
-    """This epoch's order of this rank's images: a permutation seeded by ``seed + epoch``."""
+    """This epoch's order of this rank's images: a permutation seeded by ``seed + epoch``.
+
+    With several ranks every rank gets the same number of images (the permutation is cut to a
+    multiple of ``world``; the at most ``world - 1`` images left out change every epoch), so all
+    ranks run the same number of steps and none waits for a gradient that never comes.
+    """
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(cfg.seed + epoch))
-    return order[rank::world].tolist()
+    return order[: len(order) - len(order) % world][rank::world].tolist()
+
+
+def _drop_last(cfg: TrainConfig, device: torch.device, world: int) -> bool:
+    """Whether an epoch skips its last, smaller batch.
+
+    Under DDP (ranks stay in step) and with ``--compile`` on a GPU, where CUDA graphs are recorded
+    for one batch shape and a smaller last batch (45,000 % 16 = 8 images) would compile and record
+    everything again. The shuffle changes every epoch, so different images are left out each time.
+    """
+    return world > 1 or (cfg.compile and device.type == "cuda")
 
 
 def _batches(
-    dataset: Dataset, order: list[int], cfg: TrainConfig, start: int, world: int
+    dataset: Dataset, order: list[int], cfg: TrainConfig, start: int, drop_last: bool, device
 ) -> DataLoader:
     """The batches of ``order`` from batch number ``start`` on (``start > 0`` when resuming)."""
     return DataLoader(
         Subset(dataset, order[start * cfg.batch_size :]),
         batch_size=cfg.batch_size,
         shuffle=False,
-        drop_last=world > 1,
-        pin_memory=torch.cuda.is_available(),
+        drop_last=drop_last,
+        pin_memory=torch.device(device).type == "cuda",
     )
 
 
-def _steps_per_epoch(images: int, cfg: TrainConfig, world: int) -> int:
-    return images // cfg.batch_size if world > 1 else math.ceil(images / cfg.batch_size)
+def _steps_per_epoch(images: int, cfg: TrainConfig, drop_last: bool) -> int:
+    return images // cfg.batch_size if drop_last else math.ceil(images / cfg.batch_size)
 
 
 def _append_log(path: Path, row: dict[str, Any]) -> None:
@@ -371,17 +415,13 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+@exact_float32()  # precision="fp32" is float32 on GPUs too, not TF32
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run (or resume) a training run; returns the summary of the last epoch."""
     check_config(cfg)
     cfg = replace(cfg, levels=cfg.levels or source_levels(cfg.data))
-    rank, world = _distributed()
-    if cfg.device:
-        device = torch.device(cfg.device)
-    elif torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    else:
-        device = torch.device("cpu")
+    device = pick_device(cfg.device)
+    rank, world = _distributed(device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     else:
@@ -401,7 +441,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     start_epoch, history, position = 0, [], None
     if cfg.resume and (out / "last.pt").exists():
-        state = read_checkpoint(out / "last.pt", map_location=device)
+        # read on the CPU: the RNG states must stay CPU tensors; load_state_dict (model and
+        # Adam) copies the rest to the model's device
+        state = read_checkpoint(out / "last.pt", map_location="cpu")
         if state["config"] != model.config:
             raise CheckpointError(
                 f"cannot resume {out / 'last.pt'}: it was trained with {state['config']}, "
@@ -449,7 +491,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         tqdm.write(f"training on {device} in {precision} ({why})")
     best = min((r["val_bits_per_dim"] for r in history), default=math.inf)
     summary: dict[str, Any] = history[-1] if history else {}
-    steps_per_epoch = _steps_per_epoch(len(train_set) // world, cfg, world)
+    drop_last = _drop_last(cfg, device, world)
+    steps_per_epoch = _steps_per_epoch(len(train_set) // world, cfg, drop_last)
     extra = {"train": {**asdict(cfg), "precision": precision}}
 
     def checkpoint(path: Path, epoch: int, position: dict[str, Any] | None = None) -> None:
@@ -472,7 +515,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         earlier = position["seconds"] if start else 0.0
         position = None
         order = _epoch_order(train_set, cfg, epoch, rank, world)
-        loader = _batches(train_set, order, cfg, start, world)
+        loader = _batches(train_set, order, cfg, start, drop_last, device)
         t0 = last_save = time.perf_counter()
         first_step_seconds, lr = None, cfg.lr
         bar = progress_bar(
@@ -493,9 +536,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
                 logits = forward(net, x, y)
             loss = loss_fn(logits, x)  # float32 log-probabilities whatever the autocast dtype
-            if not torch.isfinite(loss):
+            finite = torch.isfinite(loss.detach()).float()
+            if world > 1:  # every rank stops together, none waits in the next all-reduce
+                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+            if not finite:
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch} after {seen} images; the last good checkpoint "
+                    f"loss became {loss.item() if world == 1 else 'NaN or infinite on a rank'} at epoch "
+                    f"{epoch} after {seen} images; the last good checkpoint "
                     f"({out / 'last.pt'}) is kept. Lower --lr or keep gradient clipping on, then --resume."
                 )
             optimizer.zero_grad(set_to_none=True)
