@@ -752,6 +752,15 @@ def _binarized_mnist_split(source: str | Path, split: str) -> np.ndarray:
     return read_amat(Path(source).expanduser() / _AMAT.format(split=split))
 
 
+def _check_grey_28(name: str, levels: int, channels: int, image_size: int | None) -> None:
+    """Refuse another size or colour for a shipped 28x28 grey source; say what to pass."""
+    if channels != 1 or image_size not in (None, 28):
+        raise ValueError(
+            f"{name} is 28x28 grey with {levels} levels: use channels=1 and image_size=28 "
+            "(CLI: --channels 1 --image-size 28, the defaults for this data)"
+        )
+
+
 def _load_binarized_mnist(
     source: str | Path,
     split: str,
@@ -761,11 +770,7 @@ def _load_binarized_mnist(
     indices: Sequence[int] | None,
 ) -> ImageDataset:
     """Binarized MNIST as a 2-level dataset: ``(1, 28, 28)`` images of 0/1, no labels (-1)."""
-    if channels != 1 or image_size not in (None, 28):
-        raise ValueError(
-            "binarized MNIST is 28x28 grey with 2 levels: use channels=1 and image_size=28 "
-            "(CLI: --channels 1 --image-size 28, the defaults for --data binarized_mnist)"
-        )
+    _check_grey_28("binarized MNIST", 2, channels, image_size)
     array = _binarized_mnist_split(source, split)
     keep = _select(len(array), limit, indices)
     images = torch.from_numpy(array[keep]).view(-1, 1, 28, 28)
@@ -831,11 +836,7 @@ def _load_fashion_mnist_4(
     indices: Sequence[int] | None,
 ) -> ImageDataset:
     """The shipped Fashion-MNIST subset: ``(1, 28, 28)`` images of bins 0..3, labels 0..9."""
-    if channels != 1 or image_size not in (None, 28):
-        raise ValueError(
-            f"{FASHION_MNIST_4} is 28x28 grey with 4 levels: use channels=1 and image_size=28 "
-            "(CLI: --channels 1 --image-size 28, the defaults for this data)"
-        )
+    _check_grey_28(FASHION_MNIST_4, 4, channels, image_size)
     path = fashion_mnist_4_file()
     if not path.is_file():
         raise FileNotFoundError(
