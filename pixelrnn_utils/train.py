@@ -62,6 +62,7 @@ __all__ = [
     "TrainConfig",
     "TrainingDiverged",
     "train",
+    "train_step",
     "evaluate",
     "pick_device",
     "autocast_dtype",
@@ -415,9 +416,189 @@ def _append_log(path: Path, row: dict[str, Any]) -> None:
         f.write(json.dumps(row) + "\n")
 
 
+def train_step(
+    net: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    *,
+    dtype: torch.dtype | None = None,
+    clip: float | None = 1.0,
+    scaler: torch.amp.GradScaler | None = None,
+    loss_fn=nll,
+) -> torch.Tensor:
+    """One optimizer step on one batch; returns its loss, the mean NLL per sub-pixel in nats.
+
+    The step every run takes, ``train()`` and notebook 05's loop alike: the forward pass under
+    autocast at ``dtype`` (None: float32), the loss in float32 whatever that dtype, backward,
+    gradient-norm clipping at ``clip`` (None or 0: none), and the optimizer's step. ``scaler``
+    is the GradScaler of a float16 run. bits/dim of the batch = loss / ln 2.
+    """
+    with torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
+        logits = forward(net, x, labels)
+    loss = loss_fn(logits, x)  # float32 log-probabilities whatever the autocast dtype
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None and scaler.is_enabled():
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if clip:
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        nn.utils.clip_grad_norm_(params, clip)
+    if scaler is not None and scaler.is_enabled():
+        scaler.step(optimizer)  # skipped when the float16 gradients overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    return loss.detach()
+
+
+@dataclass
+class _Run:
+    """What every epoch of one run needs (built once by ``train``)."""
+
+    cfg: TrainConfig
+    model: nn.Module
+    net: nn.Module  # the model as stepped: wrapped by DDP and/or torch.compile
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    dtype: torch.dtype | None
+    precision: str
+    loss_fn: Any
+    device: torch.device
+    rank: int
+    world: int
+    out: Path
+    train_set: Dataset
+    drop_last: bool
+    steps_per_epoch: int
+    show: bool
+
+    def save(self, path: Path, epoch: int, history: list, position: dict | None = None) -> None:
+        save_checkpoint(
+            path,
+            self.model,
+            self.optimizer,
+            epoch,
+            history,
+            scaler=self.scaler.state_dict(),
+            position=position,
+            train={**asdict(self.cfg), "precision": self.precision},
+        )
+
+
+def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
+    """Load ``out/last.pt`` into the run: (epochs done, metrics so far, position inside an epoch)."""
+    cfg, out = run.cfg, run.out
+    # read on the CPU: the RNG states must stay CPU tensors; load_state_dict (model and
+    # Adam) copies the rest to the model's device
+    state = read_checkpoint(out / "last.pt", map_location="cpu")
+    if state["config"] != run.model.config:
+        raise CheckpointError(
+            f"cannot resume {out / 'last.pt'}: it was trained with {state['config']}, "
+            f"this run asks for {run.model.config}. Use the same options or another --out folder."
+        )
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler") and run.scaler.is_enabled():
+        run.scaler.load_state_dict(state["scaler"])
+    position = state.get("position")  # set when the run stopped in the middle of an epoch
+    if position:  # the rest of that epoch must be the same batches
+        before = state.get("train", {})
+        for key in ("batch_size", "seed", "limit", "val_fraction"):
+            if key in before and before[key] != getattr(cfg, key):
+                raise CheckpointError(
+                    f"cannot resume {out / 'last.pt'} in the middle of epoch {position['epoch']}: "
+                    f"it was trained with {key}={before[key]!r}, this run asks for "
+                    f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
+                )
+    set_rng_state(state["rng"])
+    return state["epoch"], list(state["metrics"]), position
+
+
+def _train_epoch(
+    run: _Run, epoch: int, history: list, position: dict[str, Any] | None
+) -> dict[str, Any]:
+    """One epoch of training steps (from ``position`` when resuming inside it); its statistics.
+
+    Saves ``last.pt`` every ``save_every`` minutes with the exact position, so that ``--resume``
+    continues at the next batch.
+    """
+    cfg, out = run.cfg, run.out
+    resuming = position is not None and position["epoch"] == epoch
+    start = position["step"] if resuming else 0
+    seen = position["seen"] if resuming else 0
+    running = position["running"] if resuming else 0.0
+    earlier = position["seconds"] if resuming else 0.0
+    order = _epoch_order(run.train_set, cfg, epoch, run.rank, run.world)
+    loader = _batches(run.train_set, order, cfg, start, run.drop_last, run.device)
+    t0 = last_save = time.perf_counter()
+    first_step_seconds, lr = None, cfg.lr
+    bar = progress_bar(
+        loader,
+        desc=f"epoch {epoch}/{cfg.epochs} [{run.precision}]",
+        disable=not run.show,
+        initial=start,
+        total=start + len(loader),
+        mininterval=1.0,
+    )
+    for step, (x, y) in enumerate(bar, start=start + 1):
+        total_steps = cfg.epochs * run.steps_per_epoch
+        lr = learning_rate(cfg, (epoch - 1) * run.steps_per_epoch + step - 1, total_steps)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
+        x = x.to(run.device, non_blocking=True)
+        loss = train_step(
+            run.net,
+            run.optimizer,
+            x,
+            y,
+            dtype=run.dtype,
+            clip=cfg.clip,
+            scaler=run.scaler,
+            loss_fn=run.loss_fn,
+        )
+        finite = torch.isfinite(loss).float()
+        if run.world > 1:  # every rank stops together, none waits in the next all-reduce
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        if not finite:  # the weights in memory are spoiled; last.pt on disk is not
+            raise TrainingDiverged(
+                f"loss became {loss.item() if run.world == 1 else 'NaN or infinite on a rank'} at "
+                f"epoch {epoch} after {seen} images; the last good checkpoint "
+                f"({out / 'last.pt'}) is kept. Lower --lr or keep gradient clipping on, then --resume."
+            )
+        seen += x.shape[0]
+        running += (loss.item() / LN2 - running) * x.shape[0] / seen
+        bar.set_postfix(bpd=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
+        if first_step_seconds is None:
+            first_step_seconds = time.perf_counter() - t0  # includes compiling, with --compile
+        now = time.perf_counter()
+        if cfg.save_every and now - last_save >= cfg.save_every * 60 and step < start + len(loader):
+            if run.rank == 0:
+                done = {"epoch": epoch, "step": step, "seen": seen, "running": running}
+                run.save(
+                    out / "last.pt", epoch - 1, history, {**done, "seconds": earlier + now - t0}
+                )
+            last_save = time.perf_counter()
+    bar.close()
+    return {
+        "seen": seen,
+        "running": running,
+        "seconds": earlier + time.perf_counter() - t0,
+        "lr": lr,
+        "first_step_seconds": first_step_seconds,
+    }
+
+
 @exact_float32()  # precision="fp32" is float32 on GPUs too, not TF32
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run (or resume) a training run; returns the summary of the last epoch."""
+    """Run (or resume) a training run; returns the summary of the last epoch.
+
+    Build everything once, then per epoch: :func:`_train_epoch` (the :func:`train_step` of every
+    batch, with mid-epoch checkpoints), :func:`evaluate` on the validation images, ``last.pt``,
+    ``best.pt`` and one line of ``metrics.jsonl``.
+    """
     check_config(cfg)
     cfg = replace(cfg, levels=cfg.levels or source_levels(cfg.data))
     device = pick_device(cfg.device)
@@ -427,7 +608,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     else:
         keep_freed_memory()  # no page faults on every step's large tensors
     precision, why = resolve_precision(cfg.precision, device)
-    dtype = _DTYPES[precision]
     out = Path(cfg.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the run (it is created)")
@@ -437,46 +617,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     model = build_model(
         cfg.arch, cfg.channels, cfg.hidden, cfg.layers, levels=cfg.levels, **cfg.options
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    start_epoch, history, position = 0, [], None
-    if cfg.resume and (out / "last.pt").exists():
-        # read on the CPU: the RNG states must stay CPU tensors; load_state_dict (model and
-        # Adam) copies the rest to the model's device
-        state = read_checkpoint(out / "last.pt", map_location="cpu")
-        if state["config"] != model.config:
-            raise CheckpointError(
-                f"cannot resume {out / 'last.pt'}: it was trained with {state['config']}, "
-                f"this run asks for {model.config}. Use the same options or another --out folder."
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler") and scaler.is_enabled():
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, history = state["epoch"], list(state["metrics"])
-        position = state.get("position")  # set when the run stopped in the middle of an epoch
-        if position:  # the rest of that epoch must be the same batches
-            before = state.get("train", {})
-            for key in ("batch_size", "seed", "limit", "val_fraction"):
-                if key in before and before[key] != getattr(cfg, key):
-                    raise CheckpointError(
-                        f"cannot resume {out / 'last.pt'} in the middle of epoch {position['epoch']}: "
-                        f"it was trained with {key}={before[key]!r}, this run asks for "
-                        f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
-                    )
-        set_rng_state(state["rng"])
-        if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
-            log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
-    elif rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
-
-    train_set, val_set = load_splits(cfg)
-    if cfg.options.get("classes") is not None:
-        check_labels(train_set, cfg.options["classes"])
-    val_loader = DataLoader(
-        Subset(val_set, range(rank, len(val_set), world)), batch_size=max(cfg.batch_size, 64)
-    )
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(
@@ -486,123 +626,77 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.compile:  # on CUDA also CUDA graphs: the Row LSTM launches thousands of small kernels
         net = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None)
         loss_fn = torch.compile(nll)  # one fused pass over the logits instead of three
-    show = cfg.progress and rank == 0
-    if show:
+    train_set, val_set = load_splits(cfg)
+    if cfg.options.get("classes") is not None:
+        check_labels(train_set, cfg.options["classes"])
+    drop_last = _drop_last(cfg, device, world)
+    run = _Run(
+        cfg=cfg,
+        model=model,
+        net=net,
+        optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr),
+        scaler=torch.amp.GradScaler(device.type, enabled=_DTYPES[precision] == torch.float16),
+        dtype=_DTYPES[precision],
+        precision=precision,
+        loss_fn=loss_fn,
+        device=device,
+        rank=rank,
+        world=world,
+        out=out,
+        train_set=train_set,
+        drop_last=drop_last,
+        steps_per_epoch=_steps_per_epoch(len(train_set) // world, cfg, drop_last),
+        show=cfg.progress and rank == 0,
+    )
+    start_epoch, history, position = 0, [], None
+    if cfg.resume and (out / "last.pt").exists():
+        start_epoch, history, position = _resume(run)
+        if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
+            log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
+    elif rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+    val_loader = DataLoader(
+        Subset(val_set, range(rank, len(val_set), world)), batch_size=max(cfg.batch_size, 64)
+    )
+    if run.show:
         tqdm.write(f"training on {device} in {precision} ({why})")
     best = min((r["val_bits_per_dim"] for r in history), default=math.inf)
     summary: dict[str, Any] = history[-1] if history else {}
-    drop_last = _drop_last(cfg, device, world)
-    steps_per_epoch = _steps_per_epoch(len(train_set) // world, cfg, drop_last)
-    extra = {"train": {**asdict(cfg), "precision": precision}}
-
-    def checkpoint(path: Path, epoch: int, position: dict[str, Any] | None = None) -> None:
-        save_checkpoint(
-            path,
-            model,
-            optimizer,
-            epoch,
-            history,
-            scaler=scaler.state_dict(),
-            position=position,
-            **extra,
-        )
 
     for epoch in range(start_epoch + 1, cfg.epochs + 1):
         net.train()
-        start = position["step"] if position and position["epoch"] == epoch else 0
-        seen = position["seen"] if start else 0
-        running = position["running"] if start else 0.0
-        earlier = position["seconds"] if start else 0.0
+        stats = _train_epoch(run, epoch, history, position)
         position = None
-        order = _epoch_order(train_set, cfg, epoch, rank, world)
-        loader = _batches(train_set, order, cfg, start, drop_last, device)
-        t0 = last_save = time.perf_counter()
-        first_step_seconds, lr = None, cfg.lr
-        bar = progress_bar(
-            loader,
-            desc=f"epoch {epoch}/{cfg.epochs} [{precision}]",
-            disable=not show,
-            initial=start,
-            total=start + len(loader),
-            mininterval=1.0,
-        )
-        for step, (x, y) in enumerate(bar, start=start + 1):
-            lr = learning_rate(
-                cfg, (epoch - 1) * steps_per_epoch + step - 1, cfg.epochs * steps_per_epoch
-            )
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x = x.to(device, non_blocking=True)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = forward(net, x, y)
-            loss = loss_fn(logits, x)  # float32 log-probabilities whatever the autocast dtype
-            finite = torch.isfinite(loss.detach()).float()
-            if world > 1:  # every rank stops together, none waits in the next all-reduce
-                dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-            if not finite:
-                raise TrainingDiverged(
-                    f"loss became {loss.item() if world == 1 else 'NaN or infinite on a rank'} at epoch "
-                    f"{epoch} after {seen} images; the last good checkpoint "
-                    f"({out / 'last.pt'}) is kept. Lower --lr or keep gradient clipping on, then --resume."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-            scaler.step(optimizer)
-            scaler.update()
-            seen += x.shape[0]
-            running += (loss.item() / LN2 - running) * x.shape[0] / seen
-            bar.set_postfix(bpd=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
-            if first_step_seconds is None:
-                first_step_seconds = time.perf_counter() - t0  # includes compiling, with --compile
-            now = time.perf_counter()
-            if (
-                cfg.save_every
-                and now - last_save >= cfg.save_every * 60
-                and step < start + len(loader)
-            ):
-                if rank == 0:
-                    done = {
-                        "epoch": epoch,
-                        "step": step,
-                        "seen": seen,
-                        "running": running,
-                        "seconds": earlier + now - t0,
-                    }
-                    checkpoint(out / "last.pt", epoch - 1, done)
-                last_save = time.perf_counter()
-        bar.close()
-        train_time = earlier + time.perf_counter() - t0
         val = evaluate(model, val_loader, device)
         row = {
             "epoch": epoch,
-            "train_bits_per_dim": running,
+            "train_bits_per_dim": stats["running"],
             "val_bits_per_dim": val["bits_per_dim"],
             "val_nats_per_image": val["nats_per_image"],
-            "train_images": seen * world,
-            "epoch_seconds": train_time,
-            "images_per_second": seen * world / train_time,
+            "train_images": stats["seen"] * world,
+            "epoch_seconds": stats["seconds"],
+            "images_per_second": stats["seen"] * world / stats["seconds"],
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
             "precision": precision,
-            "lr": lr,
+            "lr": stats["lr"],
             "world_size": world,
         }
-        if cfg.compile and first_step_seconds is not None:
-            row["first_step_seconds"] = first_step_seconds
+        if cfg.compile and stats["first_step_seconds"] is not None:
+            row["first_step_seconds"] = stats["first_step_seconds"]
         history.append(row)
         summary = row
         if rank == 0:
-            checkpoint(out / "last.pt", epoch)
+            run.save(out / "last.pt", epoch, history)
             if row["val_bits_per_dim"] < best:
                 best = row["val_bits_per_dim"]
-                checkpoint(out / "best.pt", epoch)
+                run.save(out / "best.pt", epoch, history)
             _append_log(log_path, row)
-            if show:
+            if run.show:
                 tqdm.write(
                     f"epoch {epoch}: train {row['train_bits_per_dim']:.3f} bits/dim, "
-                    f"val {row['val_bits_per_dim']:.3f} bits/dim, {train_time:.0f} s, {precision}"
+                    f"val {row['val_bits_per_dim']:.3f} bits/dim, {stats['seconds']:.0f} s, "
+                    f"{precision}"
                 )
         if world > 1:
             dist.barrier()
