@@ -24,7 +24,7 @@ from .masks import MaskedConv2d, make_mask
 from .model import build_model, sequential_steps
 from .row_lstm import RowLSTM, lstm_update
 from .sampling import draw
-from .train import TrainConfig, learning_rate
+from .train import TrainConfig, learning_rate, train_step
 
 __all__ = [
     "check_bits_per_dim_from_nats",
@@ -46,6 +46,7 @@ __all__ = [
     "check_loss_per_pixel_to_bits_per_dim",
     "check_steps_per_epoch",
     "check_cosine_halfway",
+    "check_train_step",
     "check_draw",
     "check_temperature_probability",
     "check_completion_steps",
@@ -449,6 +450,66 @@ def check_cosine_halfway(answer: float | None) -> bool:
         "lr * (1 + cos(pi * step / total)) / 2 with step / total = 1/2",
         tol=1e-6,
     )
+
+
+def check_train_step(
+    fn: Callable[[nn.Module, torch.optim.Optimizer, torch.Tensor], Any] | None,
+) -> bool:
+    """``fn(model, optimizer, x) -> loss``: one training step, against ``train.train_step``.
+
+    Two identical small Row LSTMs each take three steps on the same batches, one with ``fn`` and
+    one with the package's step (float32, clipping at 1.0); the losses returned and the weights
+    after every step must agree.
+    """
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    batches = [torch.randint(0, 256, (4, 3, 6, 6), generator=generator) for _ in range(3)]
+
+    def fresh() -> tuple[nn.Module, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        model = build_model("row_lstm", 3, hidden=8, layers=1)
+        with torch.no_grad():  # large weights: gradient norms well above 1, so clipping shows
+            for p in model.parameters():
+                p.mul_(5.0)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def weights(model: nn.Module) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in model.parameters()]
+
+    mine_model, mine_opt = fresh()
+    ref_model, ref_opt = fresh()
+    start = weights(ref_model)
+    for k, x in enumerate(batches, start=1):
+        loss = fn(mine_model, mine_opt, x)
+        if not _attempted(loss):
+            return _verdict(False, "return the loss of the batch (the tensor before backward)")
+        expected = train_step(ref_model, ref_opt, x, clip=1.0)
+        loss = float(torch.as_tensor(loss).detach())
+        if abs(loss - float(expected)) > 1e-4 * max(1.0, abs(float(expected))):
+            if abs(loss * math.log(2) - float(expected)) < 1e-3:
+                hint = "the loss is in bits/dim: return the cross-entropy in nats (train on nats)"
+            elif any(abs(loss / n - float(expected)) < 1e-3 for n in (x.numel(), x[0].numel())):
+                hint = "the loss is summed: F.cross_entropy's default mean (per sub-pixel) is it"
+            else:
+                hint = f"the loss should be F.cross_entropy(model(x), x) = {float(expected):.4f}"
+            return _verdict(False, f"step {k}: {hint}, got {loss:.4f}")
+        mine_w, ref_w = weights(mine_model), weights(ref_model)
+        if all(torch.equal(a, b) for a, b in zip(mine_w, start, strict=True)):
+            return _verdict(False, "the weights did not change: call optimizer.step()")
+        if not all(torch.allclose(a, b, atol=1e-5) for a, b in zip(mine_w, ref_w, strict=True)):
+            if k > 1:
+                hint = (
+                    "the first step is right, a later one is not: zero the gradients "
+                    "(optimizer.zero_grad()) before backward, or they add up across steps"
+                )
+            else:
+                hint = (
+                    "the loss is right, the weights are not: backward, then "
+                    "nn.utils.clip_grad_norm_(model.parameters(), 1.0), then optimizer.step()"
+                )
+            return _verdict(False, f"step {k}: {hint}")
+    return _verdict(True, "")
 
 
 # --- 06 sampling ---------------------------------------------------------------------------------

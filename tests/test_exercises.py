@@ -30,6 +30,31 @@ def _row_step(is_row, h_prev, c_prev, weight, bias):
     return lstm_update(is_row + F.conv1d(h_prev, weight, bias, padding=1), c_prev)
 
 
+def _train_step(model, optimizer, x):
+    loss = F.cross_entropy(model(x), x)
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
+def _train_step_unclipped(model, optimizer, x):
+    loss = F.cross_entropy(model(x), x)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _train_step_accumulating(model, optimizer, x):  # never zeroes the gradients
+    loss = F.cross_entropy(model(x), x)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return loss
+
+
 IMAGES = torch.tensor([[[[0, 255, 255], [3, 255, 7]]]])
 
 CASES = [
@@ -53,6 +78,7 @@ CASES = [
     (ex.check_loss_per_pixel_to_bits_per_dim, 7.58 / 3 / math.log(2), 7.58 / math.log(2)),
     (ex.check_steps_per_epoch, 2813, 2812),
     (ex.check_cosine_halfway, 5e-4, 1e-3),
+    (ex.check_train_step, _train_step, _train_step_unclipped),
     (ex.check_draw, draw, lambda logits, u: logits.argmax(-1)),
     (ex.check_temperature_probability, 0.25 / 0.38, 0.5),
     (ex.check_completion_steps, 1536, 512),
@@ -114,3 +140,17 @@ def test_shift_down_is_the_packages_shift():
     layer.right = _Given(right)
     x, image = torch.zeros(2, 8, 5, 6), torch.zeros(2, 3, 5, 6)
     assert torch.equal(layer.right_map(x, image), ex.shift_down(right))
+
+
+@pytest.mark.parametrize(
+    ("step", "hint"),
+    [
+        (_train_step_unclipped, "clip_grad_norm_"),
+        (_train_step_accumulating, "zero the gradients"),
+        (lambda m, o, x: F.cross_entropy(m(x), x), "optimizer.step()"),
+        (lambda m, o, x: _train_step(m, o, x) / math.log(2), "in bits/dim"),
+    ],
+)
+def test_train_step_names_the_mistake(step, hint, capsys):
+    assert ex.check_train_step(step) is False
+    assert hint in capsys.readouterr().out
