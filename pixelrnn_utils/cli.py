@@ -63,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the train/validation split (default: --seed)",
+    )
+    t.add_argument(
         "--channels", type=int, default=None, choices=[1, 3], help="default 3 (binarized MNIST: 1)"
     )
     t.add_argument(

@@ -18,6 +18,9 @@ while the LSTM state and update (see ``row_lstm.lstm_update``), the logits (the 
 product, see ``model.logits_linear``), the loss and every reported bits/dim stay float32;
 :func:`evaluate` always runs in float32.
 
+``seed`` also cuts the train/validation split unless ``split_seed`` is set: runs that differ only
+in ``seed`` then train and validate on the same images (a seed-variance estimate, notebook 07).
+
 Each epoch's shuffle is seeded by ``seed + epoch``, so a resumed run sees exactly the batches an
 uninterrupted run sees and ends with the same weights (on the CPU). Under ``torchrun
 --nproc_per_node=N`` the same code runs DistributedDataParallel; rank 0 alone writes checkpoints
@@ -98,7 +101,8 @@ class TrainConfig:
     val_limit: int | None = None  # evaluate on at most this many validation images
     val_fraction: float = 0.1
     device: str | None = None
-    seed: int = 0
+    seed: int = 0  # initial weights, shuffles and (unless split_seed is set) the split
+    split_seed: int | None = None  # the train/validation split; None: ``seed``
     clip: float = 1.0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see resolve_precision)
     compile: bool = False
@@ -270,8 +274,8 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
 
     Binarized MNIST has published splits, used as they are: ``train`` and ``valid`` (``limit`` and
     ``val_limit`` keep evenly spread images of each). Every other source has one training split,
-    cut deterministically into two parts; only the images used are decoded: ``limit`` and
-    ``val_limit`` keep the first images of each part (in sorted order), so a small run starts
+    cut deterministically into two parts (by ``split_seed``, else ``seed``); only the images used
+    are decoded: ``limit`` and ``val_limit`` keep the first images of each part (in sorted order), so a small run starts
     fast; large decodes are cached (see ``data``).
     """
     levels = cfg.levels or source_levels(cfg.data)
@@ -288,7 +292,8 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
         )
         return with_levels(train_set, levels), with_levels(val_set, levels)
     n = count_images(cfg.data, root=cfg.data_root, train=True)
-    train_part, val_part = split_indices(n, cfg.val_fraction, seed=cfg.seed)
+    split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
+    train_part, val_part = split_indices(n, cfg.val_fraction, seed=split_seed)
     train_part, val_part = train_part[: cfg.limit], val_part[: cfg.val_limit]
     data = load_dataset(
         cfg.data,
@@ -506,7 +511,7 @@ def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None
     position = state.get("position")  # set when the run stopped in the middle of an epoch
     if position:  # the rest of that epoch must be the same batches
         before = state.get("train", {})
-        for key in ("batch_size", "seed", "limit", "val_fraction"):
+        for key in ("batch_size", "seed", "split_seed", "limit", "val_fraction"):
             if key in before and before[key] != getattr(cfg, key):
                 raise CheckpointError(
                     f"cannot resume {out / 'last.pt'} in the middle of epoch {position['epoch']}: "

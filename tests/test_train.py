@@ -54,6 +54,20 @@ def test_resume_equals_uninterrupted_run(small_folder, tmp_path):
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
 
 
+def test_split_seed_fixes_the_images_while_seed_changes_the_weights(small_folder, tmp_path):
+    from pixelrnn_utils.train import load_splits
+
+    def images(cfg: TrainConfig) -> list[list[int]]:
+        return [sorted(part.indices) for part in load_splits(cfg)]
+
+    base = _cfg(small_folder, tmp_path / "a")
+    assert images(_cfg(small_folder, tmp_path / "b", seed=1)) != images(base)  # seed cuts the split
+    assert images(_cfg(small_folder, tmp_path / "b", seed=1, split_seed=0)) == images(base)
+    train(_cfg(small_folder, tmp_path / "a", epochs=1))
+    train(_cfg(small_folder, tmp_path / "b", epochs=1, seed=1, split_seed=0))
+    assert not _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+
+
 def test_resume_with_other_architecture_is_refused(small_folder, tmp_path):
     train(_cfg(small_folder, tmp_path / "run", epochs=1))
     with pytest.raises(CheckpointError, match="cannot resume"):
