@@ -55,6 +55,20 @@ def _train_step_accumulating(model, optimizer, x):  # never zeroes the gradients
     return loss
 
 
+@torch.no_grad()
+def _naive_sample(model, n, shape, generator, temperature=1.0, sees_own_pixel=True):
+    """The exercise's naive sampler; ``sees_own_pixel=False`` is the one-pass-per-pixel mistake."""
+    C, H, W = shape
+    x = torch.zeros(n, C, H, W, dtype=torch.long)
+    for i in range(H):
+        for j in range(W):
+            finished = x.clone()  # pixel (i, j) not started
+            for c in range(C):
+                logits = model(x if sees_own_pixel else finished)[:, :, c, i, j]
+                x[:, c, i, j] = draw(logits, torch.rand(n, generator=generator), temperature)
+    return x
+
+
 IMAGES = torch.tensor([[[[0, 255, 255], [3, 255, 7]]]])
 
 CASES = [
@@ -82,6 +96,11 @@ CASES = [
     (ex.check_draw, draw, lambda logits, u: logits.argmax(-1)),
     (ex.check_temperature_probability, 0.25 / 0.38, 0.5),
     (ex.check_completion_steps, 1536, 512),
+    (  # right, and drawing G and B of a pixel without seeing its R (and G)
+        ex.check_naive_sampler,
+        _naive_sample,
+        lambda m, n, s, g, t=1.0: _naive_sample(m, n, s, g, t, sees_own_pixel=False),
+    ),
     (
         ex.check_sequential_steps,
         {
@@ -154,3 +173,60 @@ def test_shift_down_is_the_packages_shift():
 def test_train_step_names_the_mistake(step, hint, capsys):
     assert ex.check_train_step(step) is False
     assert hint in capsys.readouterr().out
+
+
+@torch.no_grad()
+def _colour_planes(model, n, shape, generator, temperature=1.0):
+    """All the red values first, then green, then blue."""
+    C, H, W = shape
+    x = torch.zeros(n, C, H, W, dtype=torch.long)
+    for c in range(C):
+        for i in range(H):
+            for j in range(W):
+                logits = model(x)[:, :, c, i, j]
+                x[:, c, i, j] = draw(logits, torch.rand(n, generator=generator), temperature)
+    return x
+
+
+@pytest.mark.parametrize(
+    ("mistake", "says"),
+    [
+        (lambda m, n, s, g, t=1.0: _naive_sample(m, n, s, g, t, sees_own_pixel=False), "own red"),
+        (_colour_planes, "all the red values"),
+        (lambda m, n, s, g, t=1.0: _naive_sample(m, n, s, g), "temperature is ignored"),
+        (
+            lambda m, n, s, g, t=1.0: _naive_sample(m, n, s, None, t),  # the global RNG
+            "same generator seed gave different images",
+        ),
+        (lambda m, n, s, g, t=1.0: _naive_sample(m, n, s, g, t).float(), "integer values"),
+        (lambda m, n, s, g, t=1.0: _naive_sample(m, n, s[:2] + (3,), g, t), "gave shape"),
+    ],
+)
+def test_naive_sampler_names_the_mistake(mistake, says, capsys):
+    """Common mistakes in the naive sampler get a hint that says what is wrong."""
+    assert ex.check_naive_sampler(mistake) is False
+    out = capsys.readouterr().out
+    assert "not yet" in out and says in out, out
+
+
+@pytest.mark.parametrize(("order", "sees_own_pixel"), list(ex._SAMPLER_MISTAKES))
+def test_every_sampler_mistake_changes_the_probe_images(order, sees_own_pixel):
+    """On the check's tiny model, every mistake it names gives other images than the right
+    sampler, at both temperatures it checks, so the check cannot pass a wrong loop."""
+    from pixelrnn_utils.sampling import sample
+
+    model = ex._sampler_probe()
+    for temperature in (1.0, 0.7):
+        right = sample(
+            model, 2, (3, 3, 4), temperature=temperature, generator=torch.Generator().manual_seed(1)
+        )
+        wrong = ex._naive_variant(
+            model,
+            2,
+            (3, 3, 4),
+            torch.Generator().manual_seed(1),
+            temperature,
+            order,
+            sees_own_pixel,
+        )
+        assert not torch.equal(right, wrong)
