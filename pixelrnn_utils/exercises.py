@@ -483,8 +483,8 @@ def check_train_step(
     start = weights(ref_model)
     for k, x in enumerate(batches, start=1):
         loss = fn(mine_model, mine_opt, x)
-        if not _attempted(loss):
-            return _verdict(False, "return the loss of the batch (the tensor before backward)")
+        if not _attempted(loss):  # the stub as given returns None
+            return False
         expected = train_step(ref_model, ref_opt, x, clip=1.0)
         loss = float(torch.as_tensor(loss).detach())
         if abs(loss - float(expected)) > 1e-4 * max(1.0, abs(float(expected))):
@@ -691,13 +691,13 @@ def check_sequential_steps(answer: dict[str, int] | None) -> bool:
 
 
 def check_skip_parameters(answer: int | None) -> bool:
-    """Parameters that ``skip=True`` adds to a Row LSTM with hidden 32 and 2 layers."""
+    """Parameters that ``skip=True`` adds to the seed configuration (Row LSTM, hidden 64, 4 layers)."""
 
     def count(model: torch.nn.Module) -> int:
         return sum(p.numel() for p in model.parameters())
 
-    expected = count(build_model("row_lstm", 3, 32, 2, skip=True)) - count(
-        build_model("row_lstm", 3, 32, 2)
+    expected = count(build_model("row_lstm", 3, 64, 4, skip=True)) - count(
+        build_model("row_lstm", 3, 64, 4)
     )
     return _number(
         answer,
