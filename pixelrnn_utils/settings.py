@@ -72,11 +72,13 @@ def shown_path(path: str | os.PathLike) -> str:
 
     if str(path).lower() in TORCHVISION_SOURCES:  # a dataset name, not a path
         return str(path)
-    path = Path(path).expanduser().resolve()
+    path = Path(path).expanduser()
     root = project_root()
-    for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
-        if path == base:
-            return prefix.rstrip("/") or "."
-        if path.is_relative_to(base):
-            return prefix + path.relative_to(base).as_posix()
+    # as written (``../shared`` may be a symbolic link to elsewhere), then with links followed
+    for candidate in (Path(os.path.abspath(path)), path.resolve()):
+        for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
+            if candidate == base:
+                return prefix.rstrip("/") or "."
+            if candidate.is_relative_to(base):
+                return prefix + candidate.relative_to(base).as_posix()
     return path.name
