@@ -332,36 +332,42 @@ def _image_in_skewed(buffer: torch.Tensor, width: int) -> torch.Tensor:
     return buffer.as_strided((D, B, n, H, width), (sD, sB, sn, sH + sS, sS))
 
 
-class _SkewColumns(torch.autograd.Function):
+def _skew_columns(x: torch.Tensor) -> torch.Tensor:
     """``(D, B, F, H, W)`` -> the skewed map, column first, ``(S, D, F, B, H)``; zero outside."""
+    D, B, F_, H, W = x.shape
+    out = x.new_zeros(W + H - 1, D, F_, B, H)
+    _image_in_skewed(out, W).copy_(x)
+    return out
+
+
+def _unskew_columns(y: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`_skew_columns`: the image ``(D, B, F, H, W)`` out of the skewed map."""
+    S, _, _, _, H = y.shape
+    return _image_in_skewed(y, S - H + 1).contiguous()
+
+
+class _SkewColumns(torch.autograd.Function):
+    """:func:`_skew_columns`, whose gradient is :func:`_unskew_columns` (and the reverse below)."""
 
     @staticmethod
     def forward(ctx, x):  # noqa: ANN001, ANN205
-        D, B, F_, H, W = x.shape
-        out = x.new_zeros(W + H - 1, D, F_, B, H)
-        _image_in_skewed(out, W).copy_(x)
-        return out
+        return _skew_columns(x)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
-        S, _, _, _, H = grad.shape
-        return _image_in_skewed(grad, S - H + 1).contiguous()
+        return _unskew_columns(grad)
 
 
 class _UnskewColumns(torch.autograd.Function):
-    """The inverse of :class:`_SkewColumns`: the image ``(D, B, n, H, W)`` out of the skewed map."""
+    """:func:`_unskew_columns`, whose gradient is :func:`_skew_columns`."""
 
     @staticmethod
     def forward(ctx, y):  # noqa: ANN001, ANN205
-        S, _, _, _, H = y.shape
-        return _image_in_skewed(y, S - H + 1).contiguous()
+        return _unskew_columns(y)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: ANN001, ANN205
-        D, B, n, H, W = grad.shape
-        out = grad.new_zeros(W + H - 1, D, n, B, H)
-        _image_in_skewed(out, W).copy_(grad)
-        return out
+        return _skew_columns(grad)
 
 
 class _DiagonalRecurrence(torch.autograd.Function):
