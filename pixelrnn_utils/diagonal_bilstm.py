@@ -221,38 +221,63 @@ class DiagonalBiLSTM(nn.Module):
         right = self.right(x.flip(3), None if extra is None else extra.flip(3)).flip(3)
         return self.shift_down(right)
 
-    def both_directions(
-        self,
-        x: torch.Tensor,
-        image: torch.Tensor,
-        left_bias: torch.Tensor | None = None,
-        right_bias: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``left(x, left_bias) + right_map(x, image, right_bias)`` in one recurrence of W + H - 1 steps.
+    def input_to_state_matrices(self, conditioned: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every input-to-state term of both directions as one matrix product: ``(weight, bias)``.
 
-        The input-to-state maps are computed as in the readable path: 1x1 convolutions on the
-        image-sized map (under autocast in its dtype), plus the image term and the conditioning.
-        The right direction is the left one on the mirrored map, with its own weights; the two are
-        independent until they are added, so their gates are stacked on a new first dimension
-        (direction) and :func:`diagonal_recurrence` runs both at once, its state in float32.
+        Each term is a 1x1 convolution of something at the same pixel: the features (masked), the
+        image (the right direction's full-context term) and the conditioning map (each direction
+        has its half of ``condition_bias``). Stacked, they are one matrix per direction, ``weight``
+        ``(2, 4h, K)`` for the inputs ``[x; image; condition]`` (zeros where the left direction
+        does not read the image), and ``bias`` ``(2, 4h)``, every bias of the gates, the
+        state-to-state one included.
         """
+        left, right = self.left.input_to_state, self.right.input_to_state
+        weights = [left.masked_weight()[:, :, 0, 0], right.masked_weight()[:, :, 0, 0]]
+        biases = [
+            left.bias + self.left.state_to_state.bias,
+            right.bias + self.right.state_to_state.bias,
+        ]
+        if self.right_image is not None:
+            image = self.right_image.weight[:, :, 0, 0]
+            weights = [
+                torch.cat([weights[0], torch.zeros_like(image)], 1),
+                torch.cat([weights[1], image], 1),
+            ]
+            biases[1] = biases[1] + self.right_image.bias
+        if conditioned:
+            halves = self.condition_bias.weight[:, :, 0, 0].chunk(2)
+            weights = [torch.cat([w, half], 1) for w, half in zip(weights, halves, strict=True)]
+            biases = [
+                b + half for b, half in zip(biases, self.condition_bias.bias.chunk(2), strict=True)
+            ]
+        return torch.stack(weights), torch.stack(biases)
+
+    def both_directions(
+        self, x: torch.Tensor, image: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``left(x) + right_map(x, image)``, each with its share of ``condition``, in one
+        recurrence of W + H - 1 steps (:func:`diagonal_recurrence`).
+
+        The right direction is the left one on the mirrored map with its own weights; the two are
+        independent until they are added, so they run side by side on a new first dimension
+        (direction). The input-to-state terms (:meth:`input_to_state_matrices`) are taken into
+        the recurrence's column step, and everything runs in float32 whatever the autocast dtype.
+        """
+        dtype = state_dtype(x)
+        parts = [x, image] if self.right_image is not None else [x]
+        if condition is not None:
+            parts.append(condition)
         left, right = self.left, self.right
-        gates_left = left.input_to_state(x)
-        if left_bias is not None:
-            gates_left = gates_left + left_bias
-        gates_right = right.input_to_state(x)  # a 1x1 convolution: mirroring commutes with it
-        extra = self.right_extra(image, right_bias)
-        if extra is not None:
-            gates_right = gates_right + extra
-        dtype = state_dtype(gates_left)
-        gates = torch.stack([gates_left.to(dtype), gates_right.to(dtype).flip(3)])
-        h0 = c0 = None
-        if left.h0 is not None:
-            h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
         with torch.autocast(x.device.type, enabled=False):
+            inputs = torch.cat([p.to(dtype) for p in parts], dim=1)  # (B, K, H, W)
+            weight, bias = self.input_to_state_matrices(condition is not None)
+            h0 = c0 = None
+            if left.h0 is not None:
+                h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
             states = diagonal_recurrence(
-                gates,
-                torch.stack([left.state_to_state.bias, right.state_to_state.bias]),
+                torch.stack([inputs, inputs.flip(3)]),
+                weight,
+                bias,
                 torch.stack([left.state_to_state.weight, right.state_to_state.weight]),
                 h0,
                 c0,
@@ -264,22 +289,23 @@ class DiagonalBiLSTM(nn.Module):
     ) -> torch.Tensor:
         """``x`` ``(B, 2h, H, W)`` features, ``image`` ``(B, C, H, W)`` the scaled input image,
         ``condition`` ``(B, c, H, W)`` the conditioning map (or None)."""
-        left_bias = right_bias = None
-        if condition is not None:
-            left_bias, right_bias = self.condition_bias(condition).chunk(2, dim=1)
         readable = not self.fast or type(self).right_map is not DiagonalBiLSTM.right_map
         if readable:
+            left_bias = right_bias = None
+            if condition is not None:
+                left_bias, right_bias = self.condition_bias(condition).chunk(2, dim=1)
             # right_map(x, image) as notebook 04's subclasses define it, when unconditioned
             biased = () if right_bias is None else (right_bias,)
             states = self.left(x, left_bias) + self.right_map(x, image, *biased)
         else:
-            states = self.both_directions(x, image, left_bias, right_bias)
+            states = self.both_directions(x, image, condition)
         out = self.output(states)
         return x + out if self.residual else out
 
 
 def diagonal_recurrence(
-    gates: torch.Tensor,
+    inputs: torch.Tensor,
+    input_weight: torch.Tensor,
     bias: torch.Tensor,
     state_to_state: torch.Tensor,
     h0: torch.Tensor | None = None,
@@ -287,184 +313,163 @@ def diagonal_recurrence(
 ) -> torch.Tensor:
     """Run D diagonal LSTMs side by side; the fast path of :class:`DiagonalBiLSTM`.
 
-    ``gates`` ``(D, B, 4h, H, W)``: each direction's input-to-state map (on its own, possibly
-    mirrored, image); ``bias`` ``(D, 4h)``: the state-to-state biases; ``state_to_state``
-    ``(D, 4h, h, 2)``: the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``,
-    ``c0`` ``(D, h)``: learned initial states, or None for zero. Returns the hidden states
-    ``(D, B, h, H, W)``, for each direction what :class:`DiagonalLSTM` computes (the tests check
-    outputs and gradients).
+    ``inputs`` ``(D, B, K, H, W)``: what each direction reads at each pixel (on its own, possibly
+    mirrored, image); ``input_weight`` ``(D, 4h, K)``: its input-to-state 1x1 convolution as a
+    matrix; ``bias`` ``(D, 4h)``: every bias of the gates; ``state_to_state`` ``(D, 4h, h, 2)``:
+    the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``, ``c0`` ``(D, h)``:
+    learned initial states, or None for zero. Returns the hidden states ``(D, B, h, H, W)``, for
+    each direction what :class:`DiagonalLSTM` computes (the tests check outputs and gradients).
 
     What makes it faster than running :class:`DiagonalLSTM` twice (``benchmarks/
     diagonal_bilstm_speed.py`` measures it):
 
     * **both directions** in one loop: W + H - 1 steps per layer instead of 2 (W + H - 1);
-    * the skewed map is stored column first, ``(S, D, 4h, B, H)``: each column is one block, the
-      gates of a column are one contiguous block each, and the skew itself is a strided view
-      (pixel (r, j) is column r + j; :func:`_image_in_skewed`), written once and read once;
-    * one **matrix product** per column for the 2 x 1 state-to-state convolution: the kernel as a
-      (4h, 2h) matrix times ``[state of row r - 1; state of row r]``, batched over the directions;
-    * no mask per column: rows r > t of column t lie left of the image, and the one that pixel
-      (t + 1, 0) reads next is set to the initial state; states right of the image never reach
-      it again;
-    * a **hand-written backward** (:class:`_DiagonalRecurrence`): seven operations per column
+    * **one matrix product per column** for all the gates: ``[W_ss | W_is | bias]`` times
+      ``[state of row r - 1; state of row r; inputs; 1]``, batched over the directions. The
+      input-to-state convolution is no separate pass whose output (4h maps) must be skewed: the
+      inputs (K maps, fewer) are skewed instead, straight into the buffer the products read;
+    * **only the pixels of the image**: column t of the skewed map holds the pixels of rows
+      max(0, t - W + 1) .. min(t, H - 1), half of its H rows on average, and every operation of
+      the column runs on those rows alone; nothing outside the image is computed or masked;
+    * the skewed map is stored column first, ``(S, D, features, H, B)``: the rows of a column are
+      one block, and a pixel's B images are contiguous, so that the skew is a copy of contiguous
+      runs (pixel (r, j) is column r + j; :func:`_image_in_skewed`);
+    * a **hand-written backward** (:class:`_DiagonalRecurrence`): a few operations per column
       instead of the few dozen autograd records for two directions.
     """
-    D, _, G, _, _ = gates.shape
+    D, G, _, _ = state_to_state.shape
     hd = G // 4
-    columns = _SkewColumns.apply(gates + bias.to(gates.dtype)[:, None, :, None, None])
-    zeros = gates.new_zeros(D, hd)
-    h0 = zeros if h0 is None else h0.to(gates.dtype)
-    c0 = zeros if c0 is None else c0.to(gates.dtype)
     # (D, 4h, h, 2) -> (D, 4h, 2h): columns [0, h) multiply the state above, [h, 2h) the one beside
-    weight = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd).to(gates.dtype)
-    hs = _DiagonalRecurrence.apply(columns, weight, h0, c0)
-    return _UnskewColumns.apply(hs)
+    above_beside = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd)
+    weight = torch.cat([above_beside, input_weight, bias[:, :, None]], 2)
+    zeros = bias.new_zeros(D, hd)
+    h0 = zeros if h0 is None else h0
+    c0 = zeros if c0 is None else c0
+    # (D, B, K, H, W) -> (D, K, H, W, B): the layout of the skewed buffer, a pixel's images last
+    states = _DiagonalRecurrence.apply(inputs.permute(0, 2, 3, 4, 1), weight, h0, c0)
+    return states.permute(0, 4, 1, 2, 3)  # (D, h, H, W, B) -> (D, B, h, H, W)
 
 
 def _image_in_skewed(buffer: torch.Tensor, width: int) -> torch.Tensor:
-    """The view ``(D, B, n, H, W)`` of a skewed buffer ``(S, D, n, B, H)``: pixel (r, j) is at column r + j.
+    """The view ``(D, n, H, W, B)`` of a skewed buffer ``(S, D, n, H, B)``: pixel (r, j) is at column r + j.
 
     Moving one row down moves one column right as well, so the row stride is the buffer's row
     stride plus its column stride.
     """
-    S, D, n, B, H = buffer.shape
-    sS, sD, sn, sB, sH = buffer.stride()
-    return buffer.as_strided((D, B, n, H, width), (sD, sB, sn, sH + sS, sS))
+    S, D, n, H, B = buffer.shape
+    sS, sD, sn, sH, sB = buffer.stride()
+    return buffer.as_strided((D, n, H, width, B), (sD, sn, sH + sS, sS, sB))
 
 
-def _skew_columns(x: torch.Tensor) -> torch.Tensor:
-    """``(D, B, F, H, W)`` -> the skewed map, column first, ``(S, D, F, B, H)``; zero outside."""
-    D, B, F_, H, W = x.shape
-    out = x.new_zeros(W + H - 1, D, F_, B, H)
-    _image_in_skewed(out, W).copy_(x)
-    return out
-
-
-def _unskew_columns(y: torch.Tensor) -> torch.Tensor:
-    """The inverse of :func:`_skew_columns`: the image ``(D, B, F, H, W)`` out of the skewed map."""
-    S, _, _, _, H = y.shape
-    return _image_in_skewed(y, S - H + 1).contiguous()
-
-
-class _SkewColumns(torch.autograd.Function):
-    """:func:`_skew_columns`, whose gradient is :func:`_unskew_columns` (and the reverse below)."""
-
-    @staticmethod
-    def forward(ctx, x):  # noqa: ANN001, ANN205
-        return _skew_columns(x)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
-        return _unskew_columns(grad)
-
-
-class _UnskewColumns(torch.autograd.Function):
-    """:func:`_unskew_columns`, whose gradient is :func:`_skew_columns`."""
-
-    @staticmethod
-    def forward(ctx, y):  # noqa: ANN001, ANN205
-        return _unskew_columns(y)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
-        return _skew_columns(grad)
+def _rows_in_image(t: int, height: int, width: int) -> tuple[int, int]:
+    """``(first, last)``: the rows of column t of the skewed map that hold a pixel of the image."""
+    return max(0, t - width + 1), min(t, height - 1)
 
 
 class _DiagonalRecurrence(torch.autograd.Function):
     """The column loop of :func:`diagonal_recurrence` with its backward written out by hand.
 
-    Forward, column t of the skewed map, for every direction, image and row r at once
-    (``[a; b]``: the features of a stacked on those of b):
+    Forward, column t of the skewed map, for every direction, image and row r of the image at
+    once (``[a; b; c]``: the features of a, b and c stacked):
 
-        gates = x_t + weight @ [h_{t-1}(r - 1); h_{t-1}(r)]        (h_{t-1}(-1) = h0)
+        gates = weight @ [h_{t-1}(r - 1); h_{t-1}(r); x_t(r); 1]     (h_{t-1}(-1) = h0)
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
         c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
-        row t + 1 (left of the image, read next by pixel (t + 1, 0)): h_t, c_t = h0, c0
+
+    Pixel (t, 0), the first of its row, is the last row of column t; it reads the initial state
+    (h0, c0) beside it, as row t of column t - 1. ``reads`` holds what every column read; the
+    states of column t are written straight into column t + 1's "beside" block.
 
     Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t:
 
         dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
         d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
         d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
-        dc_prev = dc * f;  [dh_above; dh_beside] = weight^T @ d
+        dc_prev = dc * f;  [dh_above; dh_beside; dx_t; _] = weight^T @ d;  d_weight += d @ read^T
 
-    The factors that do not depend on dh, dc are computed for all columns at once before the
-    loop, and set to zero left of the image (those states are the initial state, not computed).
-    The gradients of the weights and of h0, c0 are sums over all columns, taken after the loop.
+    The gradients that reach the initial state (pixels (r, 0) beside, row 0 above) go to h0, c0.
     """
 
     @staticmethod
-    def forward(ctx, columns, weight, h0, c0):  # noqa: ANN001, ANN205
-        S, D, G, B, H = columns.shape
-        hd, N = G // 4, B * H
-        hs = columns.new_empty(S, D, hd, B, H)  # hidden states of every column
-        reads = columns.new_empty(S, D, 2 * hd, B, H)  # [above; beside], what each column read
-        reads[:, :, :hd, :, 0] = h0[:, :, None]  # above row 0: h0, in every column
-        acts = columns.new_empty(S, D, G, B, H)  # sigmoid(o, f, i), tanh(g)
-        cells = columns.new_empty(S + 1, D, hd, B, H)  # c before column 0, then after each
-        tanh_c = columns.new_empty(S, D, hd, B, H)
-        h = h0[:, :, None, None].expand(D, hd, B, H)
-        cells[0] = c0[:, :, None, None]
+    def forward(ctx, inputs, weight, h0, c0):  # noqa: ANN001, ANN205
+        D, K, H, W, B = inputs.shape
+        S, G, R = W + H - 1, weight.shape[1], weight.shape[2]
+        hd = G // 4
+        # what each column read: [above; beside; inputs; 1]; reads[t + 1] holds column t's states
+        reads = inputs.new_empty(S + 1, D, R, H, B)
+        _image_in_skewed(reads[:S, :, 2 * hd : R - 1], W).copy_(inputs)
+        reads[:, :, R - 1] = 1  # the bias's input
+        reads[:, :, :hd, 0] = h0[:, :, None]  # above row 0: h0, in every column
+        first = torch.arange(H, device=inputs.device)  # pixel (r, 0) is row r of column r ...
+        reads[first, :, hd : 2 * hd, first] = h0[None, :, :, None]  # ... beside it: h0, c0
+        cells = inputs.new_empty(S + 1, D, hd, H, B)  # cells[t + 1]: c of column t
+        cells[first, :, :, first] = c0[None, :, :, None]
+        acts = inputs.new_empty(S, D, G, H, B)  # sigmoid(o, f, i), tanh(g)
+        tanh_c = inputs.new_empty(S, D, hd, H, B)
         for t in range(S):
+            lo, hi = _rows_in_image(t, H, W)
+            rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
             read = reads[t]
-            read[:, :hd, :, 1:] = h[..., :-1]
-            read[:, hd:] = h
-            a = acts[t]
-            torch.baddbmm(
-                columns[t].view(D, G, N), weight, read.view(D, 2 * hd, N), out=a.view(D, G, N)
-            )
+            top = max(lo, 1)  # row r >= 1 reads row r - 1 of the previous column above it
+            read[:, :hd, top : hi + 1] = read[:, hd : 2 * hd, top - 1 : hi]
+            a = acts[t][:, :, rows]
+            torch.bmm(weight, read[:, :, rows].view(D, R, nb), out=a.view(D, G, nb))
             a[:, : 3 * hd].sigmoid_()
             a[:, 3 * hd :].tanh_()
             o, f, i, g = a.chunk(4, dim=1)
-            c = cells[t + 1]
-            torch.addcmul(f * cells[t], i, g, out=c)
-            torch.tanh(c, out=tanh_c[t])
-            h = torch.mul(o, tanh_c[t], out=hs[t])
-            if t + 1 < H:  # pixel (t + 1, 0) starts from the initial state
-                h[..., t + 1] = h0[:, :, None]
-                c[..., t + 1] = c0[:, :, None]
+            c = cells[t + 1][:, :, rows]
+            torch.addcmul(f * cells[t][:, :, rows], i, g, out=c)
+            torch.tanh(c, out=tanh_c[t][:, :, rows])
+            torch.mul(o, tanh_c[t][:, :, rows], out=reads[t + 1][:, hd : 2 * hd, rows])
         ctx.save_for_backward(weight, reads, acts, cells, tanh_c)
-        return hs
+        return _image_in_skewed(reads[1:, :, hd : 2 * hd], W).contiguous()
 
     @staticmethod
-    def backward(ctx, grad_hs):  # noqa: ANN001, ANN205
+    def backward(ctx, grad_states):  # noqa: ANN001, ANN205
         weight, reads, acts, cells, tanh_c = ctx.saved_tensors
-        S, D, G, B, H = acts.shape
-        hd, N = G // 4, B * H
-        o, f, i, g = acts.chunk(4, dim=2)
-        # rows r > t of column t are left of the image: no gradient flows through them
-        inside = acts.new_ones(S, H).tril()[:, None, None, None, :]  # (S, 1, 1, 1, H): r <= t
-        dc_from_dh = o * (1 - tanh_c * tanh_c) * inside
-        do_from_dh = tanh_c * o * (1 - o) * inside
-        d_fig_from_dc = (
-            torch.stack([cells[:-1] * f * (1 - f), g * i * (1 - i), i * (1 - g * g)], dim=2)
-            * inside[:, :, None]
-        )  # (S, D, 3, h, B, H)
-        f_inside = f * inside
-        grad_gates = torch.empty_like(acts)  # the gradient of ``columns``
-        grad_cells = torch.empty_like(cells[1:])  # grad_cells[t]: of the c that column t read
-        d_read = grad_hs.new_empty(D, 2 * hd, B, H)
-        dh = grad_hs.new_zeros(D, hd, B, H)
-        dc = grad_hs.new_zeros(D, hd, B, H)
-        weight_t = weight.transpose(1, 2)
+        S, D, G, H, B = acts.shape
+        R, hd, W = weight.shape[2], G // 4, S - H + 1
+        grad_hs = grad_states.new_empty(S, D, hd, H, B)  # skewed; only the image is read
+        _image_in_skewed(grad_hs, W).copy_(grad_states)
+        grad_reads = grad_states.new_empty(S, D, R, H, B)
+        grad_gates = grad_states.new_empty(D, G, H, B)  # of one column
+        dh_next = grad_states.new_zeros(D, hd, H, B)  # from column t + 1 (none for the last)
+        dc = grad_states.new_zeros(D, hd, H, B)
+        d_weight = grad_states.new_zeros(D, G, R)
+        d_h0 = grad_states.new_zeros(D, hd)
+        d_c0 = grad_states.new_zeros(D, hd)
+        weight_t = weight.transpose(1, 2).contiguous()
         for t in reversed(range(S)):
-            dh += grad_hs[t]
-            dc.addcmul_(dh, dc_from_dh[t])
-            d = grad_gates[t]
-            torch.mul(dh, do_from_dh[t], out=d[:, :hd])
-            torch.mul(dc[:, None], d_fig_from_dc[t], out=d[:, hd:].view(D, 3, hd, B, H))
-            dc = torch.mul(dc, f_inside[t], out=grad_cells[t])
-            torch.bmm(weight_t, d.view(D, G, N), out=d_read.view(D, 2 * hd, N))
-            dh = d_read[:, hd:]  # row r read its own row of the previous column ...
-            dh[..., :-1] += d_read[:, :hd, :, 1:]  # ... and row r + 1 read it as "above"
-        # sums over every column: the kernel, and h0, c0 where they were read
-        d_weight = torch.matmul(
-            grad_gates.view(S, D, G, N), reads.view(S, D, 2 * hd, N).transpose(2, 3)
-        ).sum(0)
-        rows = torch.arange(min(H, S), device=acts.device)
-        first = grad_gates[rows, :, :, :, rows].sum((0, 3))  # gates of pixels (r, 0): (D, 4h)
-        above = grad_gates[..., 0].sum((0, 3))  # gates of row 0, which read h0 above: (D, 4h)
-        d_h0 = torch.bmm(weight_t[:, hd:], first[..., None])[..., 0]  # beside of (r, 0)
-        d_h0 += torch.bmm(weight_t[:, :hd], above[..., None])[..., 0]
-        d_c0 = grad_cells[rows, :, :, :, rows].sum((0, 3))
-        return grad_gates, d_weight, d_h0, d_c0
+            lo, hi = _rows_in_image(t, H, W)
+            rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
+            dh = dh_next[:, :, rows]
+            dh += grad_hs[t][:, :, rows]
+            a = acts[t][:, :, rows]
+            o, f, i, g = a.chunk(4, dim=1)
+            tc = tanh_c[t][:, :, rows]
+            dc_rows = dc[:, :, rows]
+            dc_rows.addcmul_(dh * o, 1 - tc * tc)
+            sig = a[:, : 3 * hd]
+            d_sig = torch.addcmul(sig, sig, sig, value=-1)  # s (1 - s) for o, f, i
+            d = grad_gates[:, :, rows]
+            torch.mul(dh * tc, d_sig[:, :hd], out=d[:, :hd])
+            torch.mul(dc_rows * cells[t][:, :, rows], d_sig[:, hd : 2 * hd], out=d[:, hd : 2 * hd])
+            torch.mul(dc_rows * g, d_sig[:, 2 * hd :], out=d[:, 2 * hd : 3 * hd])
+            torch.mul(dc_rows * i, 1 - g * g, out=d[:, 3 * hd :])
+            dc_rows.mul_(f)  # the gradient of the c this column read
+            d_flat = d.view(D, G, nb)
+            d_weight.baddbmm_(d_flat, reads[t][:, :, rows].view(D, R, nb).transpose(1, 2))
+            d_read = grad_reads[t]
+            torch.bmm(weight_t, d_flat, out=d_read[:, :, rows].view(D, R, nb))
+            # column t - 1's states: row r was read beside by row r, above by row r + 1
+            dh_next = d_read[:, hd : 2 * hd]
+            if t < H:  # pixel (t, 0) read the initial state beside it
+                d_h0 += dh_next[:, :, t].sum(-1)
+                d_c0 += dc[:, :, t].sum(-1)
+            if lo == 0:  # row 0 read h0 above it
+                d_h0 += d_read[:, :hd, 0].sum(-1)
+            else:  # row lo - 1 of column t - 1 is read only above row lo
+                dh_next[:, :, lo - 1] = d_read[:, :hd, lo]
+            dh_next[:, :, lo:hi] += d_read[:, :hd, lo + 1 : hi + 1]
+        d_inputs = _image_in_skewed(grad_reads[:, :, 2 * hd : R - 1], W).contiguous()
+        return d_inputs, d_weight, d_h0, d_c0

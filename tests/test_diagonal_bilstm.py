@@ -255,6 +255,8 @@ def test_cifar_size_configuration_runs():
         (1, (2, 8, 3, 6), {"learned_initial_state": True, "full_context": False}),
         (3, (2, 12, 1, 5), {}),  # one row
         (3, (2, 12, 5, 1), {"learned_initial_state": True}),  # one column
+        (3, (2, 12, 4, 6), {"learned_initial_state": True, "condition_channels": 5}),
+        (1, (2, 8, 5, 3), {"condition_channels": 2, "full_context": False}),
     ],
     ids=str,
 )
@@ -267,21 +269,33 @@ def test_fast_path_equals_the_readable_layer_outputs_and_gradients(groups, shape
     _livelier(layer)
     x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
     image = torch.rand(shape[0], groups, *shape[2:], dtype=torch.float64, requires_grad=True)
+    condition = None
+    if "condition_channels" in options:  # a conditioning map (paper section 3.6)
+        c = options["condition_channels"]
+        condition = torch.randn(shape[0], c, *shape[2:], dtype=torch.float64, requires_grad=True)
     probe = torch.randn(shape, dtype=torch.float64)  # a random direction for the gradients
     results = []
     for fast in (True, False):
         layer.fast = fast
         layer.zero_grad()
         x.grad = image.grad = None
-        y = layer(x, image)
+        if condition is not None:
+            condition.grad = None
+        y = layer(x, image, condition)
         (y * probe).sum().backward()
         grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
         image_grad = torch.zeros_like(image) if image.grad is None else image.grad.clone()
-        results.append((y.detach(), x.grad.clone(), image_grad, grads))
-    (y_fast, gx_fast, gi_fast, gp_fast), (y_slow, gx_slow, gi_slow, gp_slow) = results
+        condition_grad = None if condition is None else condition.grad.clone()
+        results.append((y.detach(), x.grad.clone(), image_grad, grads, condition_grad))
+    (y_fast, gx_fast, gi_fast, gp_fast, gc_fast), (y_slow, gx_slow, gi_slow, gp_slow, gc_slow) = (
+        results
+    )
     torch.testing.assert_close(y_fast, y_slow, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(gx_fast, gx_slow, atol=1e-12, rtol=1e-10)
     torch.testing.assert_close(gi_fast, gi_slow, atol=1e-12, rtol=1e-10)
+    if condition is not None:
+        assert gc_fast.abs().max() > 0
+        torch.testing.assert_close(gc_fast, gc_slow, atol=1e-12, rtol=1e-10)
     assert gp_fast.keys() == gp_slow.keys()
     for name in gp_fast:
         torch.testing.assert_close(gp_fast[name], gp_slow[name], atol=1e-12, rtol=1e-10, msg=name)

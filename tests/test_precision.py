@@ -106,9 +106,13 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
 
 
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
-def test_image_is_read_in_float32_under_autocast(arch):
+def test_image_is_read_in_float32_under_autocast(arch, monkeypatch):
     """The layers that read the image (the stem; the Diagonal BiLSTM's full-context 1x1) run in
-    float32: in bf16 the image would be rounded, and the gradients with it."""
+    float32: in bf16 the image would be rounded, and the gradients with it. The Diagonal
+    BiLSTM's fast path takes its full-context term into the recurrence's matrix product: the
+    image must reach ``diagonal_recurrence`` in float32, unrounded, in both directions."""
+    from pixelrnn_utils import diagonal_bilstm
+
     torch.manual_seed(0)
     fast_model = build_model(arch, 3, hidden=6, layers=2)
     readable_model = copy.deepcopy(fast_model)
@@ -117,11 +121,21 @@ def test_image_is_read_in_float32_under_autocast(arch):
     x = torch.arange(256).view(1, 1, 16, 16).expand(1, 3, 16, 16)  # every level 0..255
     image = x.float() / 127.5 - 1
     assert (image.bfloat16().float() != image).any()  # why it matters
+    recurrence_inputs: list = []
+    real_recurrence = diagonal_bilstm.diagonal_recurrence
+
+    def spy_recurrence(inputs, *args):
+        recurrence_inputs.append(inputs)
+        return real_recurrence(inputs, *args)
+
+    monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy_recurrence)
     for model in (fast_model, readable_model):
-        readers = [model.stem] + [
-            layer.right_image for layer in model.layers if getattr(layer, "right_image", None)
-        ]
-        assert len(readers) == (3 if arch == "diagonal_bilstm" else 1)
+        readers = [model.stem]
+        if model is readable_model:
+            readers += [
+                layer.right_image for layer in model.layers if getattr(layer, "right_image", None)
+            ]
+        assert len(readers) == (3 if arch == "diagonal_bilstm" and model is readable_model else 1)
         seen: list = []
         hooks = [
             m.register_forward_hook(lambda m, args, out, seen=seen: seen.append((m, args[0], out)))
@@ -136,6 +150,12 @@ def test_image_is_read_in_float32_under_autocast(arch):
             assert read.dtype == out.dtype == torch.float32
             assert torch.equal(read, image)
             torch.testing.assert_close(out, module(image))
+    # the fast path, once per layer: inputs [features; image], left then mirrored right
+    assert len(recurrence_inputs) == (2 if arch == "diagonal_bilstm" else 0)
+    for inputs in recurrence_inputs:
+        assert inputs.dtype == torch.float32
+        assert torch.equal(inputs[0, :, -3:], image)
+        assert torch.equal(inputs[1, :, -3:], image.flip(3))
 
 
 def test_logits_are_float32_products_under_autocast():
