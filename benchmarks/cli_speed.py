@@ -1,7 +1,8 @@
 """End-to-end training speed through the CLI: this tree's ``pixelrnn train`` vs an earlier version's.
 
     python benchmarks/cli_speed.py [--baseline 7783b0b] [--data DIR] [--limit 800] [--val-limit 16]
-                                   [--rounds 2] [--threads 1] [--variant NAME=FLAGS ...] [--json]
+                                   [--rounds 2] [--threads 1] [--train-flags FLAGS]
+                                   [--variant NAME=FLAGS ...] [--json]
 
 What a user runs and gets: ``python -m pixelrnn_utils train --data DIR --limit N --val-limit 16
 --epochs 1 --device cpu --out TMP`` at its defaults (the seed model: Row LSTM, hidden 64,
@@ -9,8 +10,10 @@ What a user runs and gets: ``python -m pixelrnn_utils train --data DIR --limit N
 progress bar, loss check, clipping, Adam, validation, checkpoints). The baseline is the package as
 it was at ``--baseline``, extracted with ``git archive`` into a temporary folder and run from there
 (its own ``PYTHONPATH``); this tree is run the same way from the repository root. Only options
-both versions accept are passed; ``--variant NAME=FLAGS`` adds a configuration of this tree with
-extra flags (e.g. ``--variant "compile=--compile"``).
+both versions accept are passed; ``--train-flags`` adds flags to every run, both versions (another
+model, e.g. the paper's MNIST Diagonal BiLSTM: ``--train-flags "--arch diagonal_bilstm --hidden 16
+--layers 7 --skip --no-full-context --channels 1 --image-size 28"``), and ``--variant NAME=FLAGS``
+adds a configuration of this tree with extra flags (e.g. ``--variant "compile=--compile"``).
 
 The runs alternate (baseline, this tree, variants, baseline, ...) for ``--rounds`` rounds in this
 one process, each with ``OMP_NUM_THREADS=--threads``. For every run it reports:
@@ -87,6 +90,7 @@ def run_once(tree: Path, args: argparse.Namespace, extra: list[str], scratch: Pa
         "cpu",
         "--out",
         str(out),
+        *shlex.split(args.train_flags),
         *extra,
     ]
     env = dict(
@@ -133,6 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--val-limit", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--train-flags",
+        default="",
+        metavar="FLAGS",
+        help="extra train flags for every run, both versions (default: none, the seed model)",
+    )
     parser.add_argument(
         "--variant",
         action="append",
@@ -186,15 +196,17 @@ def main(argv: list[str] | None = None) -> None:
         "limit": args.limit,
         "val_limit": args.val_limit,
         "rounds": args.rounds,
+        "train_flags": args.train_flags,
         # set to emulate an older CPU on a newer one (ATen kernels, oneDNN's instruction set)
         "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
     }
     if args.json:
         print(json.dumps({"info": info, "results": results}, indent=2))
         return
+    model = args.train_flags or "seed model, defaults"
     print(
-        f"pixelrnn train --limit {args.limit} --val-limit {args.val_limit} --epochs 1 (seed model, "
-        f"defaults); {info['cpu']} [{' '.join(info['flags'])}], {args.threads} thread(s), "
+        f"pixelrnn train --limit {args.limit} --val-limit {args.val_limit} --epochs 1 ({model}); "
+        f"{info['cpu']} [{' '.join(info['flags'])}], {args.threads} thread(s), "
         f"torch {version}; {args.rounds} rounds, alternating; medians."
     )
     if info["isa_limits"]:

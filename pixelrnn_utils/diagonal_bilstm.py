@@ -439,6 +439,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         d_h0 = grad_states.new_zeros(D, hd)
         d_c0 = grad_states.new_zeros(D, hd)
         weight_t = weight.transpose(1, 2).contiguous()
+        one = grad_states.new_ones(())
         for t in reversed(range(S)):
             lo, hi = _rows_in_image(t, H, W)
             rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
@@ -448,14 +449,16 @@ class _DiagonalRecurrence(torch.autograd.Function):
             o, f, i, g = a.chunk(4, dim=1)
             tc = tanh_c[t][:, :, rows]
             dc_rows = dc[:, :, rows]
-            dc_rows.addcmul_(dh * o, 1 - tc * tc)
-            sig = a[:, : 3 * hd]
-            d_sig = torch.addcmul(sig, sig, sig, value=-1)  # s (1 - s) for o, f, i
+            dc_rows.addcmul_(dh * o, torch.addcmul(one, tc, tc, value=-1))  # 1 - tanh(c)^2
             d = grad_gates[:, :, rows]
-            torch.mul(dh * tc, d_sig[:, :hd], out=d[:, :hd])
-            torch.mul(dc_rows * cells[t][:, :, rows], d_sig[:, hd : 2 * hd], out=d[:, hd : 2 * hd])
-            torch.mul(dc_rows * g, d_sig[:, 2 * hd :], out=d[:, 2 * hd : 3 * hd])
-            torch.mul(dc_rows * i, 1 - g * g, out=d[:, 3 * hd :])
+            # d_o, d_f, d_i: [dh tanh(c); dc c_prev; dc g] times s (1 - s) of o, f, i
+            torch.mul(dh, tc, out=d[:, :hd])
+            torch.mul(dc_rows, cells[t][:, :, rows], out=d[:, hd : 2 * hd])
+            torch.mul(dc_rows, g, out=d[:, 2 * hd : 3 * hd])
+            sig = a[:, : 3 * hd]
+            d[:, : 3 * hd].mul_(torch.addcmul(sig, sig, sig, value=-1))
+            d_g = d[:, 3 * hd :]  # dc i (1 - g^2)
+            torch.addcmul(one, g, g, value=-1, out=d_g).mul_(i).mul_(dc_rows)
             dc_rows.mul_(f)  # the gradient of the c this column read
             d_flat = d.view(D, G, nb)
             d_weight.baddbmm_(d_flat, reads[t][:, :, rows].view(D, R, nb).transpose(1, 2))
