@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
 import numpy as np
 import pytest
@@ -261,10 +260,8 @@ def test_cli_class_conditional_train_and_sample(tmp_path, capsys):
     model, info = load_checkpoint(ckpt)
     assert info["config"]["classes"] == 10 and model.levels == 4
     png = tmp_path / "x.png"
-    start = time.perf_counter()
     assert main(["sample", "--checkpoint", str(ckpt), "--class", "7", "--n", "16", "--out",
                  str(png), "--json"]) == 0  # fmt: skip
-    assert time.perf_counter() - start < 60
     import json
 
     from PIL import Image
