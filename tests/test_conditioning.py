@@ -266,7 +266,9 @@ def test_cli_class_conditional_train_and_sample(tmp_path, capsys):
 
     from PIL import Image
 
-    assert json.loads(capsys.readouterr().out)["classes"] == [7] * 16
+    report = json.loads(capsys.readouterr().out)
+    assert report["classes"] == [7] * 16
+    assert report["method"] == "cached"  # the default: one step per sub-pixel, not a full pass
     with Image.open(png) as image:  # a 4 x 4 grid of 28-pixel tiles, 2-pixel padding
         assert image.size == (4 * 30 + 2, 4 * 30 + 2)
         grid = np.asarray(image.convert("L"))
