@@ -1,7 +1,7 @@
 """End-to-end training speed through the CLI: this tree's ``pixelrnn train`` vs an earlier version's.
 
     python benchmarks/cli_speed.py [--baseline 7783b0b] [--data DIR] [--limit 800] [--val-limit 16]
-                                   [--rounds 2] [--threads 1] [--train-flags FLAGS]
+                                   [--rounds 2] [--threads 1] [--train-flags FLAGS] [--emulate-avx2]
                                    [--variant NAME=FLAGS ...] [--json]
 
 What a user runs and gets: ``python -m pixelrnn_utils train --data DIR --limit N --val-limit 16
@@ -45,7 +45,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+ISA_LIMITS = (
+    "ATEN_CPU_CAPABILITY",
+    "ONEDNN_MAX_CPU_ISA",
+    "DNNL_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+)
+# --emulate-avx2: PyTorch's own kernels, oneDNN (convolutions) and MKL (matrix products) held to
+# AVX2 on a newer CPU, so that both versions run the code an AVX2-only CPU runs (not its clock,
+# caches or memory).
+AVX2_LIMITS = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
 DEFAULT_DATA = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared/data/cifar10-train")
 
 
@@ -99,6 +112,7 @@ def run_once(tree: Path, args: argparse.Namespace, extra: list[str], scratch: Pa
         MKL_NUM_THREADS=str(args.threads),
         PYTHONPATH=str(tree),
         PIXELRNN_CACHE=str(scratch / "cache"),
+        **(AVX2_LIMITS if args.emulate_avx2 else {}),
     )
     env.pop("PIXELRNN_SMOKE", None)
     start = time.perf_counter()
@@ -150,6 +164,11 @@ def main(argv: list[str] | None = None) -> None:
         metavar="NAME=FLAGS",
         help="also run this tree with extra train flags, e.g. 'compile=--compile'",
     )
+    parser.add_argument(
+        "--emulate-avx2",
+        action="store_true",
+        help="hold every run's kernels to AVX2 (ATen, oneDNN, MKL) on a newer CPU",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
@@ -198,7 +217,10 @@ def main(argv: list[str] | None = None) -> None:
         "rounds": args.rounds,
         "train_flags": args.train_flags,
         # set to emulate an older CPU on a newer one (ATen kernels, oneDNN's instruction set)
-        "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
+        "isa_limits": {
+            **{k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
+            **(AVX2_LIMITS if args.emulate_avx2 else {}),
+        },
     }
     if args.json:
         print(json.dumps({"info": info, "results": results}, indent=2))

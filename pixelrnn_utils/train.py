@@ -130,7 +130,13 @@ class TrainingDiverged(RuntimeError):
 
 
 def cpu_has_fast_bf16() -> bool:
-    """True when this CPU has native bfloat16 instructions that PyTorch uses (AVX512-BF16, AMX)."""
+    """True when this CPU has native bfloat16 instructions that PyTorch uses (AVX512-BF16, AMX).
+
+    False as well when PyTorch's kernels are held below AVX-512 (``ATEN_CPU_CAPABILITY=avx2``, as
+    when emulating an older CPU): bfloat16 is then emulated in software, many times slower.
+    """
+    if not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return False
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     try:
         return any(getattr(torch.cpu, name, lambda: False)() for name in checks)

@@ -57,6 +57,17 @@ def test_auto_on_cpu_follows_native_bf16(monkeypatch):
         resolve_precision("fp8", "cpu")
 
 
+def test_auto_is_float32_when_kernels_are_held_to_avx2():
+    """``ATEN_CPU_CAPABILITY=avx2`` (an older CPU emulated on a newer one) emulates bf16 in
+    software, so ``auto`` must not pick it, whatever the CPU's flags say."""
+    code = "from pixelrnn_utils.train import *; print(cpu_has_fast_bf16(), resolve_precision('auto', 'cpu')[0])"
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["False", "fp32"]
+
+
 @pytest.mark.parametrize(
     ("capability", "expected"), [((7, 5), "fp16"), ((8, 0), "bf16"), ((9, 0), "bf16")]
 )
