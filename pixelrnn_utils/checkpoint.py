@@ -130,9 +130,14 @@ def read_checkpoint(
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"refused to load {path}: it contains Python objects that would run code when unpickled. "
-            "Nothing from it was executed. Only load checkpoints written by pixelrnn_utils from a source you trust."
+        if "Unsupported global" in str(e):  # a pickle that names a function or class to call
+            raise CheckpointError(
+                f"refused to load {path}: it contains Python objects that would run code when unpickled. "
+                "Nothing from it was executed. Only load checkpoints written by pixelrnn_utils from a source you trust."
+            ) from e
+        raise CheckpointError(  # not a pickle at all: a text file, an image, random bytes
+            f"{path} is not a checkpoint (not a file written by torch.save). "
+            "Pass a file written by `pixelrnn train` (OUT/last.pt or OUT/best.pt)."
         ) from e
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
         raise CheckpointError(

@@ -103,6 +103,13 @@ def test_missing_and_foreign_files(tmp_path):
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not a pixelrnn_utils checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+    # a text file and random bytes are not checkpoints; they run nothing, so no "refused" warning
+    (tmp_path / "notes.md").write_text("# my notes\n")
+    (tmp_path / "noise.pt").write_bytes(bytes(range(7, 107)))
+    for name in ("notes.md", "noise.pt"):
+        with pytest.raises(CheckpointError, match="is not a checkpoint") as info:
+            load_checkpoint(tmp_path / name)
+        assert "run code" not in str(info.value)
 
 
 def test_export_weights_is_small_and_loads_as_the_same_model(tmp_path):
