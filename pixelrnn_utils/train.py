@@ -35,6 +35,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -524,8 +525,42 @@ def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None
                     f"it was trained with {key}={before[key]!r}, this run asks for "
                     f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
                 )
+    note = _schedule_change(state.get("train", {}), cfg, state["epoch"], position, run)
+    if note and run.rank == 0:
+        warnings.warn(note, stacklevel=3)
     set_rng_state(state["rng"])
     return state["epoch"], list(state["metrics"]), position
+
+
+def _schedule_change(
+    before: dict[str, Any], cfg: TrainConfig, epoch: int, position: dict | None, run: _Run
+) -> str | None:
+    """What resuming with another ``--epochs`` or ``--lr-schedule`` does to the learning rate.
+
+    A cosine schedule is laid out over the run's epochs, so resuming a cosine run with more epochs
+    than it started with moves the rest of the curve: the rate jumps back up. None when nothing
+    changes (or the checkpoint does not say how it was started).
+    """
+    old = replace(
+        cfg,
+        epochs=before.get("epochs", cfg.epochs),
+        lr_schedule=before.get("lr_schedule", cfg.lr_schedule),
+        lr=before.get("lr", cfg.lr),
+    )
+    if "cosine" not in (old.lr_schedule, cfg.lr_schedule):
+        return None
+    if (old.epochs, old.lr_schedule, old.lr) == (cfg.epochs, cfg.lr_schedule, cfg.lr):
+        return None
+    step = epoch * run.steps_per_epoch + (position["step"] if position else 0)
+    was = learning_rate(old, step, old.epochs * run.steps_per_epoch)
+    now = learning_rate(cfg, step, cfg.epochs * run.steps_per_epoch)
+    return (
+        f"--resume with another learning-rate schedule: {run.out / 'last.pt'} was started with "
+        f"--lr-schedule {old.lr_schedule} --lr {old.lr:g} over {old.epochs} epochs, this run asks "
+        f"for --lr-schedule {cfg.lr_schedule} --lr {cfg.lr:g} over {cfg.epochs}. Its next step "
+        f"runs at learning rate {now:.3g} where the old schedule had {was:.3g}. To keep the old "
+        f"schedule, resume with --epochs {old.epochs} --lr-schedule {old.lr_schedule} --lr {old.lr:g}."
+    )
 
 
 def _train_epoch(

@@ -121,6 +121,16 @@ def test_bad_training_options_fail_before_any_work(tmp_path, capsys, monkeypatch
     assert err.startswith("error: ") and message in err and not out.exists()
 
 
+def test_warnings_are_one_line_that_says_what_to_do(tiny_folder, tmp_path, capsys):
+    common = ["--data", str(tiny_folder), "--hidden", "4", "--layers", "1", "--limit", "16"]
+    common += ["--lr-schedule", "cosine", "--out", str(tmp_path / "run")]
+    _run(capsys, "train", *common, "--epochs", "1")
+    assert main(["train", *common, "--epochs", "2", "--resume"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line.lower()]
+    assert len(err) == 1 and err[0].startswith("warning: --resume with another learning-rate")
+    assert "resume with --epochs 1 --lr-schedule cosine" in err[0] and ".py:" not in err[0]
+
+
 def test_out_that_is_a_file_is_refused(tiny_folder, tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")

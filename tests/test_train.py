@@ -68,6 +68,19 @@ def test_split_seed_fixes_the_images_while_seed_changes_the_weights(small_folder
     assert not _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
 
 
+def test_resume_warns_when_it_moves_a_cosine_schedule(small_folder, tmp_path):
+    import warnings
+
+    out = tmp_path / "run"
+    train(_cfg(small_folder, out, epochs=1, lr_schedule="cosine"))  # the rate reached 0
+    with pytest.warns(UserWarning, match=r"where the old schedule had 0\b.*--epochs 1 "):
+        train(_cfg(small_folder, out, epochs=2, resume=True, lr_schedule="cosine"))
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])["lr"] > 0
+    with warnings.catch_warnings():  # the same schedule: nothing to say
+        warnings.simplefilter("error")
+        train(_cfg(small_folder, out, epochs=2, resume=True, lr_schedule="cosine"))
+
+
 def test_resume_with_other_architecture_is_refused(small_folder, tmp_path):
     train(_cfg(small_folder, tmp_path / "run", epochs=1))
     with pytest.raises(CheckpointError, match="cannot resume"):
