@@ -328,8 +328,9 @@ def _sample(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     _check_writable(out)  # before the sampling, not after it
-    if args.n < 1 or (args.size is not None and args.size < 1):
-        raise ValueError(f"--n and --size must be at least 1, got {args.n} and {args.size}")
+    for name, value in (("--n", args.n), ("--size", args.size)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, info = load_checkpoint(args.checkpoint, map_location=device)
     size = args.size or info.get("train", {}).get("image_size", 32)

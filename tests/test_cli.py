@@ -76,6 +76,12 @@ def test_clear_errors(tiny_folder, tmp_path, capsys):
     assert "no checkpoint" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
+    shipped = str(project_root() / "checkpoints" / "row_lstm_cifar10.pt")
+    for option in ("--n", "--size"):
+        out = tmp_path / "never.png"
+        assert main(["sample", "--checkpoint", shipped, option, "0", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"error: {option} must be at least 1, got 0\n"
+        assert not out.exists()
 
 
 def test_module_entry_point_help():
