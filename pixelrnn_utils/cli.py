@@ -204,6 +204,22 @@ def _defaults(command: str) -> dict[str, int]:
     return {"limit": 64} if smoke() else {}
 
 
+def _check_fresh_out(out: Path, resume: bool) -> None:
+    """Refuse to start a new run over the checkpoints of an earlier one (a forgotten --resume).
+
+    The Python API's ``train`` starts over, as a re-run notebook cell expects; the command line,
+    where the long runs are, keeps what a run folder holds unless told to continue it.
+    """
+    if resume:
+        return
+    held = [name for name in ("last.pt", "best.pt") if (out / name).is_file()]
+    if held:
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, or "
+            "another --out (or delete that folder) to start a new one"
+        )
+
+
 def _train(args: argparse.Namespace) -> int:
     from .train import TrainConfig, train
 
@@ -231,6 +247,7 @@ def _train(args: argparse.Namespace) -> int:
     for name, value in _defaults("train").items():
         if values.get(name) is None:
             values[name] = value
+    _check_fresh_out(Path(values["out"]), args.resume)
     summary = train(TrainConfig(**values))
     print(json.dumps(summary))
     return 0

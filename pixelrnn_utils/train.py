@@ -707,6 +707,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     if run.show:
         tqdm.write(f"training on {device} in {precision} ({why})")
+        if start_epoch >= cfg.epochs:
+            tqdm.write(
+                f"{out / 'last.pt'} has trained {start_epoch} epochs of the {cfg.epochs} asked for: "
+                "nothing to train (a larger --epochs continues it)"
+            )
     best = min((r["val_bits_per_dim"] for r in history), default=math.inf)
     summary: dict[str, Any] = history[-1] if history else {}
 

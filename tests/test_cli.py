@@ -137,6 +137,19 @@ def test_warnings_are_one_line_that_says_what_to_do(tiny_folder, tmp_path, capsy
     assert "resume with --epochs 1 --lr-schedule cosine" in err[0] and ".py:" not in err[0]
 
 
+def test_a_new_run_never_overwrites_an_earlier_one(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    common = ["--data", str(tiny_folder), "--hidden", "4", "--layers", "1", "--limit", "16"]
+    _run(capsys, "train", *common, "--epochs", "1", "--out", str(out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert main(["train", *common, "--epochs", "2", "--out", str(out)]) == 2  # --resume forgotten
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "already holds a run" in err and "--resume" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main(["train", *common, "--epochs", "1", "--out", str(out), "--resume"]) == 0
+    assert "nothing to train" in capsys.readouterr().out
+
+
 def test_out_that_is_a_file_is_refused(tiny_folder, tmp_path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("my notes")
