@@ -2,7 +2,7 @@
 
     python benchmarks/cli_speed.py [--baseline 7783b0b] [--data DIR] [--limit 800] [--val-limit 16]
                                    [--rounds 2] [--threads 1] [--train-flags FLAGS] [--emulate-avx2]
-                                   [--variant NAME=FLAGS ...] [--json]
+                                   [--variant NAME=FLAGS ...] [--kept-memory-baseline] [--json]
 
 What a user runs and gets: ``python -m pixelrnn_utils train --data DIR --limit N --val-limit 16
 --epochs 1 --device cpu --out TMP`` at its defaults (the seed model: Row LSTM, hidden 64,
@@ -26,6 +26,10 @@ one process, each with ``OMP_NUM_THREADS=--threads``. For every run it reports:
 Ratios are this tree (or a variant) over the baseline, medians over rounds. The baseline decodes
 every image of an ImageFolder at start (it had no ``limit`` on decoding); this tree decodes only
 the images a run uses, so at small ``--limit`` the wall ratio also measures that.
+``--kept-memory-baseline`` adds a run of the baseline with the allocator settings this version's
+``train`` makes for itself (``train.keep_freed_memory``, given to the baseline through
+``GLIBC_TUNABLES``): how much of the gain is freed memory kept, which depends on the machine's
+kernel and allocator. Every run's minor page faults and system time are printed too.
 The decoded-data cache of this tree goes to a fresh temporary folder (``PIXELRNN_CACHE``), so
 it is not reused between runs; at ``--limit`` < 1,000 nothing is cached anyway.
 """
@@ -36,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -58,6 +63,12 @@ AVX2_LIMITS = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
+# --kept-memory-baseline: the baseline with the allocator settings this version's train() makes
+# itself (train.keep_freed_memory: no mmap for large blocks, a high trim threshold), through glibc's
+# environment tunables, so the comparison shows what that setting is worth on this machine.
+KEEP_FREED_MEMORY = {
+    "GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=2147483647"
 }
 DEFAULT_DATA = os.environ.get("PIXELRNN_DATA") or str(ROOT.parent / "shared/data/cifar10-train")
 
@@ -83,8 +94,10 @@ def cpu_info() -> dict:
     }
 
 
-def run_once(tree: Path, args: argparse.Namespace, extra: list[str], scratch: Path) -> dict:
-    """One ``train`` run of the package in ``tree``; wall seconds and its metrics row."""
+def run_once(
+    tree: Path, args: argparse.Namespace, extra: list[str], scratch: Path, extra_env: dict
+) -> dict:
+    """One ``train`` run of the package in ``tree``: wall seconds, its metrics row, page faults."""
     out = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     command = [
         sys.executable,
@@ -112,11 +125,14 @@ def run_once(tree: Path, args: argparse.Namespace, extra: list[str], scratch: Pa
         MKL_NUM_THREADS=str(args.threads),
         PYTHONPATH=str(tree),
         PIXELRNN_CACHE=str(scratch / "cache"),
+        **extra_env,
     )
     env.pop("PIXELRNN_SMOKE", None)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode:
         raise RuntimeError(f"{shlex.join(command)} failed in {tree}:\n{done.stderr[-3000:]}")
     row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
@@ -126,6 +142,8 @@ def run_once(tree: Path, args: argparse.Namespace, extra: list[str], scratch: Pa
         "epoch_s": row["epoch_seconds"],
         "precision": row.get("precision", row.get("amp", "float32")),
         "val_bits_per_dim": row["val_bits_per_dim"],
+        "minor_page_faults": after.ru_minflt - before.ru_minflt,
+        "system_s": after.ru_stime - before.ru_stime,
     }
 
 
@@ -168,19 +186,27 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="hold every run's kernels to AVX2 (ATen, oneDNN, MKL) on a newer CPU",
     )
+    parser.add_argument(
+        "--kept-memory-baseline",
+        action="store_true",
+        help="also run the baseline with the allocator settings this version makes itself",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.emulate_avx2:  # every child run inherits them
         os.environ.update(AVX2_LIMITS)
 
-    configs: list[tuple[str, str, list[str]]] = [
-        (f"baseline {args.baseline}", "baseline", []),
-        ("this tree", "current", []),
+    configs: list[tuple[str, str, list[str], dict]] = [
+        (f"baseline {args.baseline}", "baseline", [], {}),
+        ("this tree", "current", [], {}),
     ]
+    if args.kept_memory_baseline:
+        name = f"baseline {args.baseline}, freed memory kept"
+        configs.insert(1, (name, "baseline", [], KEEP_FREED_MEMORY))
     for variant in args.variant:
         name, _, flags = variant.partition("=")
-        configs.append((f"this tree {name}", "current", shlex.split(flags)))
-    results: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
+        configs.append((f"this tree {name}", "current", shlex.split(flags), {}))
+    results: dict[str, list[dict]] = {name: [] for name, *_ in configs}
     with tempfile.TemporaryDirectory(prefix="pixelrnn-cli-speed-") as scratch:
         scratch = Path(scratch)
         baseline_tree = scratch / "baseline"
@@ -194,8 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["tar", "-x", "-C", str(baseline_tree)], input=archive, check=True)
         trees = {"baseline": baseline_tree, "current": ROOT}
         for r in range(args.rounds):
-            for name, tree, extra in configs:
-                result = run_once(trees[tree], args, extra, scratch)
+            for name, tree, extra, extra_env in configs:
+                result = run_once(trees[tree], args, extra, scratch, extra_env)
                 results[name].append(result)
                 print(
                     f"round {r + 1}, {name}: wall {result['wall_s']:.1f} s, "
@@ -235,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("| configuration | precision | wall (s) | x baseline (wall) | images/s | x baseline |")
     print("|---|---|---:|---:|---:|---:|")
-    for name, _, _ in configs:
+    for name, *_ in configs:
         runs = results[name]
         wall = statistics.median(r["wall_s"] for r in runs)
         ips = statistics.median(r["images_per_s"] for r in runs)
@@ -243,9 +269,15 @@ def main(argv: list[str] | None = None) -> None:
             f"| {name} | {runs[0]['precision']} | {wall:.1f} | {base_wall / wall:.2f} | "
             f"{ips:.2f} | {ips / base_ips:.2f} |"
         )
-    print("\nevery run (wall s, images/s):")
-    for name, _, _ in configs:
-        runs = ", ".join(f"{r['wall_s']:.1f} s / {r['images_per_s']:.2f}" for r in results[name])
+    if args.kept_memory_baseline:
+        print(f"\nfreed memory kept: {KEEP_FREED_MEMORY}")
+    print("\nevery run (wall s, images/s, minor page faults, system s):")
+    for name, *_ in configs:
+        runs = ", ".join(
+            f"{r['wall_s']:.1f} s / {r['images_per_s']:.2f} / "
+            f"{r['minor_page_faults'] / 1e6:.2f} M / {r['system_s']:.1f} s"
+            for r in results[name]
+        )
         print(f"  {name}: {runs}")
 
 

@@ -695,7 +695,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         show=cfg.progress and rank == 0,
     )
     start_epoch, history, position = 0, [], None
-    if cfg.resume and (out / "last.pt").exists():
+    resumed = cfg.resume and (out / "last.pt").exists()
+    if resumed:
         start_epoch, history, position = _resume(run)
         if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
             log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
@@ -707,6 +708,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     )
     if run.show:
         tqdm.write(f"training on {device} in {precision} ({why})")
+        if cfg.resume and not resumed:
+            tqdm.write(f"--resume: no {out / 'last.pt'} yet, so this is a new run")
         if start_epoch >= cfg.epochs:
             tqdm.write(
                 f"{out / 'last.pt'} has trained {start_epoch} epochs of the {cfg.epochs} asked for: "

@@ -148,6 +148,10 @@ def test_a_new_run_never_overwrites_an_earlier_one(tiny_folder, tmp_path, capsys
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert main(["train", *common, "--epochs", "1", "--out", str(out), "--resume"]) == 0
     assert "nothing to train" in capsys.readouterr().out
+    assert (
+        main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "new"), "--resume"]) == 0
+    )
+    assert "so this is a new run" in capsys.readouterr().out
 
 
 def test_out_that_is_a_file_is_refused(tiny_folder, tmp_path, capsys):
