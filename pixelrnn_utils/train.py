@@ -33,9 +33,13 @@ import ctypes
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -486,6 +490,7 @@ class _Run:
     drop_last: bool
     steps_per_epoch: int
     show: bool
+    stop_requested: bool = False  # set by a first Ctrl-C: stop at the next step boundary
 
     def save(self, path: Path, epoch: int, history: list, position: dict | None = None) -> None:
         save_checkpoint(
@@ -620,13 +625,21 @@ def _train_epoch(
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - t0  # includes compiling, with --compile
         now = time.perf_counter()
-        if cfg.save_every and now - last_save >= cfg.save_every * 60 and step < start + len(loader):
+        due = cfg.save_every and now - last_save >= cfg.save_every * 60
+        if (due or run.stop_requested) and step < start + len(loader):
             if run.rank == 0:
                 done = {"epoch": epoch, "step": step, "seen": seen, "running": running}
                 run.save(
                     out / "last.pt", epoch - 1, history, {**done, "seconds": earlier + now - t0}
                 )
             last_save = time.perf_counter()
+            if run.stop_requested:
+                bar.close()
+                raise KeyboardInterrupt(
+                    f"stopped in epoch {epoch} after step {step} of {start + len(loader)}; "
+                    f"{out / 'last.pt'} holds this exact point: the same command with --resume "
+                    "(resume=True) continues it"
+                )
     bar.close()
     return {
         "seen": seen,
@@ -635,6 +648,35 @@ def _train_epoch(
         "lr": lr,
         "first_step_seconds": first_step_seconds,
     }
+
+
+@contextmanager
+def _stop_on_ctrl_c(run: _Run) -> Iterator[None]:
+    """A first Ctrl-C (SIGINT; Jupyter's "interrupt") ends the run at the next step boundary.
+
+    The step in flight finishes, ``last.pt`` is written with the exact position (as the periodic
+    saves are) and ``KeyboardInterrupt`` is raised, so that ``--resume`` loses nothing. A second
+    Ctrl-C interrupts at once. Single-process runs in the main thread only (under torchrun the
+    processes must stop together, and signal handlers belong to the main thread).
+    """
+    if run.world > 1 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None:  # installed outside Python: fall back to Python's own
+        previous = signal.default_int_handler
+
+    def ask_to_stop(signum, frame) -> None:
+        run.stop_requested = True
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C stops at once
+        if run.show:
+            tqdm.write("Ctrl-C: stopping after this step and saving last.pt (again: stop at once)")
+
+    signal.signal(signal.SIGINT, ask_to_stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @exact_float32()  # precision="fp32" is float32 on GPUs too, not TF32
@@ -718,40 +760,46 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     best = min((r["val_bits_per_dim"] for r in history), default=math.inf)
     summary: dict[str, Any] = history[-1] if history else {}
 
-    for epoch in range(start_epoch + 1, cfg.epochs + 1):
-        net.train()
-        stats = _train_epoch(run, epoch, history, position)
-        position = None
-        val = evaluate(model, val_loader, device)
-        row = {
-            "epoch": epoch,
-            "train_bits_per_dim": stats["running"],
-            "val_bits_per_dim": val["bits_per_dim"],
-            "val_nats_per_image": val["nats_per_image"],
-            "train_images": stats["seen"] * world,
-            "epoch_seconds": stats["seconds"],
-            "images_per_second": stats["seen"] * world / stats["seconds"],
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "precision": precision,
-            "lr": stats["lr"],
-            "world_size": world,
-        }
-        if cfg.compile and stats["first_step_seconds"] is not None:
-            row["first_step_seconds"] = stats["first_step_seconds"]
-        history.append(row)
-        summary = row
-        if rank == 0:
-            run.save(out / "last.pt", epoch, history)
-            if row["val_bits_per_dim"] < best:
-                best = row["val_bits_per_dim"]
-                run.save(out / "best.pt", epoch, history)
-            _append_log(log_path, row)
-            if run.show:
-                tqdm.write(
-                    f"epoch {epoch}: train {row['train_bits_per_dim']:.3f} bits/dim, "
-                    f"val {row['val_bits_per_dim']:.3f} bits/dim, {stats['seconds']:.0f} s, "
-                    f"{precision}"
+    with _stop_on_ctrl_c(run):
+        for epoch in range(start_epoch + 1, cfg.epochs + 1):
+            net.train()
+            stats = _train_epoch(run, epoch, history, position)
+            position = None
+            val = evaluate(model, val_loader, device)
+            row = {
+                "epoch": epoch,
+                "train_bits_per_dim": stats["running"],
+                "val_bits_per_dim": val["bits_per_dim"],
+                "val_nats_per_image": val["nats_per_image"],
+                "train_images": stats["seen"] * world,
+                "epoch_seconds": stats["seconds"],
+                "images_per_second": stats["seen"] * world / stats["seconds"],
+                "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+                "precision": precision,
+                "lr": stats["lr"],
+                "world_size": world,
+            }
+            if cfg.compile and stats["first_step_seconds"] is not None:
+                row["first_step_seconds"] = stats["first_step_seconds"]
+            history.append(row)
+            summary = row
+            if rank == 0:
+                run.save(out / "last.pt", epoch, history)
+                if row["val_bits_per_dim"] < best:
+                    best = row["val_bits_per_dim"]
+                    run.save(out / "best.pt", epoch, history)
+                _append_log(log_path, row)
+                if run.show:
+                    tqdm.write(
+                        f"epoch {epoch}: train {row['train_bits_per_dim']:.3f} bits/dim, "
+                        f"val {row['val_bits_per_dim']:.3f} bits/dim, {stats['seconds']:.0f} s, "
+                        f"{precision}"
+                    )
+            if world > 1:
+                dist.barrier()
+            if run.stop_requested and epoch < cfg.epochs:  # Ctrl-C during validation or saving
+                raise KeyboardInterrupt(
+                    f"stopped after epoch {epoch}; {out / 'last.pt'} holds it: the same command "
+                    "with --resume (resume=True) continues"
                 )
-        if world > 1:
-            dist.barrier()
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -154,6 +155,63 @@ def test_kill_9_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert _same(_weights(full / "last.pt"), _weights(killed / "last.pt"))
     assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [1, 2, 3]
     assert not [p for p in os.listdir(killed) if p.endswith(".tmp")]
+
+
+def test_ctrl_c_saves_the_exact_point_and_resume_matches_uninterrupted(
+    small_folder, tmp_path, monkeypatch
+):
+    train(_cfg(small_folder, tmp_path / "full", epochs=2))
+    real_step, calls = train_module.train_step, []
+
+    def step_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # inside epoch 1 (several steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
+    out = tmp_path / "parts"
+    with pytest.raises(KeyboardInterrupt, match="after step 3 of .*--resume"):
+        train(_cfg(small_folder, out, epochs=2))
+    assert len(calls) == 3  # the step in flight finished, no further step ran
+    assert read_checkpoint(out / "last.pt")["position"]["step"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    train(_cfg(small_folder, out, epochs=2, resume=True))
+    assert _same(_weights(tmp_path / "full" / "last.pt"), _weights(out / "last.pt"))
+
+
+def test_ctrl_c_on_the_command_line(tmp_path):
+    from conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", 320, size=8)
+    out = tmp_path / "run"
+    common = ["train", "--data", str(folder), "--hidden", "6", "--layers", "1", "--batch-size"]
+    common += ["2", "--image-size", "8", "--limit", "300", "--val-limit", "16", "--epochs", "50"]
+    proc = subprocess.Popen(
+        _cli(*common, "--out", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "metrics.jsonl").exists():
+        time.sleep(0.05)
+    time.sleep(1.0)  # into training: the log is created before the first step
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: stopped" in err and "--resume" in err and "Traceback" not in err
+    state = read_checkpoint(out / "last.pt")
+    stopped = re.search(r"stopped in epoch (\d+) after step (\d+) of", err)
+    if stopped:  # in the middle of an epoch: last.pt holds that step
+        epoch, step = (int(g) for g in stopped.groups())
+        assert (state["position"]["epoch"], state["position"]["step"]) == (epoch, step)
+        assert state["epoch"] == epoch - 1
+    else:  # during an epoch's validation or saving: last.pt holds the whole epoch
+        epoch = int(re.search(r"stopped after epoch (\d+)", err).group(1))
+        assert state["epoch"] == epoch and not state.get("position")
 
 
 def test_ddp_gloo_two_processes(small_folder, tmp_path):
