@@ -530,7 +530,7 @@ def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None
                     f"it was trained with {key}={before[key]!r}, this run asks for "
                     f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
                 )
-    note = _schedule_change(state.get("train", {}), cfg, state["epoch"], position, run)
+    note = _schedule_change(run, state.get("train", {}), state["epoch"], position)
     if note and run.rank == 0:
         warnings.warn(note, stacklevel=3)
     set_rng_state(state["rng"])
@@ -538,7 +538,7 @@ def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None
 
 
 def _schedule_change(
-    before: dict[str, Any], cfg: TrainConfig, epoch: int, position: dict | None, run: _Run
+    run: _Run, before: dict[str, Any], epoch: int, position: dict | None
 ) -> str | None:
     """What resuming with another ``--epochs`` or ``--lr-schedule`` does to the learning rate.
 
@@ -546,6 +546,7 @@ def _schedule_change(
     than it started with moves the rest of the curve: the rate jumps back up. None when nothing
     changes (or the checkpoint does not say how it was started).
     """
+    cfg = run.cfg
     old = replace(
         cfg,
         epochs=before.get("epochs", cfg.epochs),

@@ -195,13 +195,16 @@ def test_ctrl_c_on_the_command_line(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    log = out / "metrics.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and not (out / "metrics.jsonl").exists():
-        time.sleep(0.05)
-    time.sleep(1.0)  # into training: the log is created before the first step
+    while time.time() < deadline and not (log.exists() and log.read_text().strip()):
+        time.sleep(0.05)  # epoch 1 done: the run is inside its Ctrl-C handling
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
     assert proc.returncode == 130, err[-2000:]
     assert "interrupted: stopped" in err and "--resume" in err and "Traceback" not in err
     state = read_checkpoint(out / "last.pt")
