@@ -49,6 +49,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import extract_package
+
 ROOT = Path(__file__).resolve().parent.parent
 ISA_LIMITS = (
     "ATEN_CPU_CAPABILITY",
@@ -211,13 +213,7 @@ def main(argv: list[str] | None = None) -> None:
         scratch = Path(scratch)
         baseline_tree = scratch / "baseline"
         baseline_tree.mkdir()
-        archive = subprocess.run(
-            ["git", "archive", args.baseline, "pixelrnn_utils"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", str(baseline_tree)], input=archive, check=True)
+        extract_package(args.baseline, baseline_tree)
         trees = {"baseline": baseline_tree, "current": ROOT}
         for r in range(args.rounds):
             for name, tree, extra, extra_env in configs:

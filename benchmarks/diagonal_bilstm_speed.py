@@ -32,6 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from baseline import extract_package
 from hardware import device_name
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,13 +127,7 @@ def main(argv: list[str] | None = None) -> None:
 
     best: dict[tuple[str, str, int], dict] = {}
     with tempfile.TemporaryDirectory(prefix="pixelrnn-baseline-") as tree:
-        archive = subprocess.run(
-            ["git", "archive", args.baseline, "pixelrnn_utils"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        ).stdout
-        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        extract_package(args.baseline, tree)
         for _ in range(args.rounds):
             for config in args.configs:
                 for threads in args.threads:
