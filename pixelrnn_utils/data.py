@@ -563,7 +563,8 @@ def _check_folder(source: str | Path) -> Path:
     if not folder.exists():
         raise FileNotFoundError(
             f"dataset path {str(source)!r} does not exist (resolved: {folder.resolve()}). Use one of "
-            f"{', '.join(TORCHVISION_SOURCES)} or an existing ImageFolder; check PIXELRNN_DATA, e.g. "
+            f"{', '.join((*TORCHVISION_SOURCES, BINARIZED_MNIST, FASHION_MNIST_4))} or an existing "
+            "ImageFolder; check PIXELRNN_DATA, e.g. "
             f"`export PIXELRNN_DATA=/path/to/images`."
         )
     if not folder.is_dir():

@@ -216,6 +216,8 @@ def test_missing_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="PIXELRNN_DATA") as info:
         load_dataset(tmp_path / "nope")
     assert "does not exist" in str(info.value)
+    for name in ("cifar10", "mnist", "fashion_mnist", "binarized_mnist", "fashion_mnist_4"):
+        assert f"{name}," in str(info.value) or f"{name} or" in str(info.value), name
 
 
 def test_download_failure_explains_pixelrnn_data(tmp_path, monkeypatch):
