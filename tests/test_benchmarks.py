@@ -1,7 +1,8 @@
-"""The end-to-end speed comparison (benchmarks/cli_speed.py) runs and reports what it measured.
+"""The speed comparisons in benchmarks/ run and report what they measured.
 
-A tiny model on a tiny folder, one round: this checks the harness (both versions run through the
-CLI, the kept-memory baseline gets its allocator settings, page faults are counted), not any speed.
+Tiny settings, one round: these check the harnesses (both versions run, each from its own tree; the
+CLI comparison's kept-memory baseline gets its allocator settings, page faults are counted), never
+any speed. Each extracts an earlier version with ``git archive``, so each needs the git history.
 """
 
 from __future__ import annotations
@@ -45,3 +46,41 @@ def test_cli_speed_compares_both_versions_end_to_end(tiny_folder):
         assert run["images_per_s"] > 0 and run["wall_s"] > 0 and run["minor_page_faults"] > 0
         assert 0 < run["val_bits_per_dim"] < 9
     assert report["info"]["threads"] == 1 and report["info"]["limit"] == 16
+
+
+def _run_json(script: str, *args: str) -> dict:
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not _has_revision(BASELINE), reason=f"needs git history with {BASELINE}")
+def test_training_speed_times_the_baseline_and_this_version():
+    report = _run_json(
+        "training_speed.py", "--threads", "1", "--rounds", "1", "--steps", "1", "--batch", "2"
+    )
+    assert report["info"]["baseline"] == BASELINE and report["info"]["batch"] == 2
+    runs = report["results"]
+    assert list(runs) == ["baseline fp32", "fp32", "auto"]
+    assert runs["baseline fp32"]["dtype"] == runs["fp32"]["dtype"] == "float32"
+    for run in runs.values():
+        assert run["images_per_s"] > 0 and run["first_step_s"] > 0
+
+
+DIAGONAL_BASELINE = "4d9fa0b"
+
+
+@pytest.mark.skipif(
+    not _has_revision(DIAGONAL_BASELINE), reason=f"needs git history with {DIAGONAL_BASELINE}"
+)
+def test_diagonal_bilstm_speed_times_the_per_column_layer_and_this_one():
+    report = _run_json(
+        "diagonal_bilstm_speed.py",
+        *("--threads", "1", "--rounds", "1", "--steps", "1", "--batch", "2"),
+        *("--configs", "mnist", "--baseline", DIAGONAL_BASELINE),
+    )
+    (row,) = report["results"]
+    assert (row["config"], row["threads"]) == ("mnist", 1)
+    assert row["baseline"] > 0 and row["new"] > 0
+    assert row["ratio"] == pytest.approx(row["new"] / row["baseline"])
