@@ -25,19 +25,20 @@ def _has_revision(rev: str) -> bool:
     return done.returncode == 0
 
 
-@pytest.mark.skipif(not _has_revision(BASELINE), reason=f"needs git history with {BASELINE}")
-def test_cli_speed_compares_both_versions_end_to_end(tiny_folder):
-    command = [
-        sys.executable,
-        str(ROOT / "benchmarks" / "cli_speed.py"),
-        "--data",
-        str(tiny_folder),
-    ]
-    command += ["--limit", "16", "--val-limit", "8", "--rounds", "1", "--json"]
-    command += ["--train-flags", "--hidden 4 --layers 1 --image-size 8", "--kept-memory-baseline"]
+def _run_json(script: str, *args: str) -> dict:
+    command = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    report = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.skipif(not _has_revision(BASELINE), reason=f"needs git history with {BASELINE}")
+def test_cli_speed_compares_both_versions_end_to_end(tiny_folder):
+    report = _run_json(
+        "cli_speed.py",
+        *("--data", str(tiny_folder), "--limit", "16", "--val-limit", "8", "--rounds", "1"),
+        *("--train-flags", "--hidden 4 --layers 1 --image-size 8", "--kept-memory-baseline"),
+    )
     runs = report["results"]
     names = [f"baseline {BASELINE}", f"baseline {BASELINE}, freed memory kept", "this tree"]
     assert list(runs) == names
@@ -46,13 +47,6 @@ def test_cli_speed_compares_both_versions_end_to_end(tiny_folder):
         assert run["images_per_s"] > 0 and run["wall_s"] > 0 and run["minor_page_faults"] > 0
         assert 0 < run["val_bits_per_dim"] < 9
     assert report["info"]["threads"] == 1 and report["info"]["limit"] == 16
-
-
-def _run_json(script: str, *args: str) -> dict:
-    command = [sys.executable, str(ROOT / "benchmarks" / script), *args, "--json"]
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
 
 
 @pytest.mark.skipif(not _has_revision(BASELINE), reason=f"needs git history with {BASELINE}")
