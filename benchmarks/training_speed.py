@@ -1,7 +1,7 @@
 """Training speed of the seed model: today's package vs an earlier version, measured in one run.
 
     python benchmarks/training_speed.py [--baseline 7783b0b] [--threads 2] [--steps 8] [--rounds 2]
-                                        [--compile] [--device cpu|cuda] [--json]
+                                        [--compile] [--flops] [--device cpu|cuda] [--json]
 
 One training step is what ``pixelrnn train`` does per batch: autocast forward at the chosen
 precision, float32 loss, backward, gradient clipping, Adam; on the CPU after
@@ -15,6 +15,12 @@ is the seed configuration (Row LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) o
 * ``auto``: this version with ``precision="auto"`` (bf16 where the hardware runs it natively);
 * ``auto + compile`` (with ``--compile``): the same under ``torch.compile``; its first step, which
   includes compiling, is reported separately.
+
+``--flops`` also counts the floating-point operations of one step (``torch.utils.flop_counter``:
+the convolutions and matrix products, forward and backward) and times a 2048 x 2048 matrix product
+in the step's autocast dtype on the same threads: GFLOP/s achieved over a whole step, as a share of
+that product's rate, says how much of a step is spent at the hardware's speed for large products
+(an upper bound on what any change that keeps the FLOPs can gain). Eager configurations only.
 
 Every configuration runs in a fresh child process, ``--rounds`` times in alternation, and the best
 round counts (the least disturbed). Ratios are to the baseline, all from this one run.
@@ -85,11 +91,38 @@ def child(args: argparse.Namespace) -> dict:
     for _ in range(args.steps):
         step()
     seconds = time.perf_counter() - start
-    return {
+    result = {
         "images_per_s": args.batch * args.steps / seconds,
         "first_step_s": first,
         "dtype": str(dtype).replace("torch.", "") if dtype else "float32",
     }
+    if args.child_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            step()
+        step_flops = counter.get_total_flops()
+        result["gflop_per_step"] = step_flops / 1e9
+        result["gflop_per_s"] = step_flops / 1e9 * args.steps / seconds
+        result["matmul_gflop_per_s"] = matmul_rate(device, dtype or torch.float32) / 1e9
+    return result
+
+
+def matmul_rate(device, dtype, n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of an ``n x n`` matrix product in ``dtype``: the best of ``repeats`` after two warm-ups."""
+    import torch
+
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    best = float("inf")
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= 2:
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
 
 
 def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
@@ -111,6 +144,8 @@ def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
     ]
     if name.endswith("compile"):
         command.append("--child-compile")
+    elif args.flops:
+        command.append("--child-flops")
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     package_root = baseline_tree if name.startswith("baseline") else ROOT
     env["PYTHONPATH"] = os.pathsep.join([str(package_root), env.get("PYTHONPATH", "")])
@@ -129,8 +164,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--compile", action="store_true", help="also time auto + torch.compile")
+    parser.add_argument(
+        "--flops", action="store_true", help="also count FLOPs and compare with a large matmul"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-flops", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -165,14 +204,29 @@ def main(argv: list[str] | None = None) -> None:
         f"{info['hardware']}, {args.threads} threads; best of {args.rounds} rounds of "
         f"{args.steps} steps; baseline = git {args.baseline}.\n"
     )
-    print("| configuration | autocast dtype | images/s | x baseline | first step (s) |")
-    print("|---|---|---:|---:|---:|")
+    header = "| configuration | autocast dtype | images/s | x baseline | first step (s) |"
+    rule = "|---|---|---:|---:|---:|"
+    if args.flops:
+        header += " GFLOP/step | GFLOP/s | share of a 2048² matmul's GFLOP/s |"
+        rule += "---:|---:|---:|"
+    print(header)
+    print(rule)
     for name in names:
         r = best[name]
-        print(
+        row = (
             f"| {name} | {r['dtype']} | {r['images_per_s']:.1f} | "
             f"{r['images_per_s'] / base:.2f} | {r['first_step_s']:.1f} |"
         )
+        if args.flops:
+            if "gflop_per_step" in r:
+                share = r["gflop_per_s"] / r["matmul_gflop_per_s"]
+                row += (
+                    f" {r['gflop_per_step']:.1f} | {r['gflop_per_s']:.1f} | "
+                    f"{share:.0%} (of {r['matmul_gflop_per_s']:.0f}) |"
+                )
+            else:
+                row += " — | — | — |"
+        print(row)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ def test_cli_speed_compares_both_versions_end_to_end(tiny_folder):
 @pytest.mark.skipif(not _has_revision(BASELINE), reason=f"needs git history with {BASELINE}")
 def test_training_speed_times_the_baseline_and_this_version():
     report = _run_json(
-        "training_speed.py", "--threads", "1", "--rounds", "1", "--steps", "1", "--batch", "2"
+        "training_speed.py",
+        *("--threads", "1", "--rounds", "1", "--steps", "1", "--batch", "2", "--flops"),
     )
     assert report["info"]["baseline"] == BASELINE and report["info"]["batch"] == 2
     runs = report["results"]
@@ -60,6 +61,11 @@ def test_training_speed_times_the_baseline_and_this_version():
     assert runs["baseline fp32"]["dtype"] == runs["fp32"]["dtype"] == "float32"
     for run in runs.values():
         assert run["images_per_s"] > 0 and run["first_step_s"] > 0
+        assert run["gflop_per_s"] > 0 and run["matmul_gflop_per_s"] > 0
+    # the same model in both precisions; the baseline's masked kernels still compute their
+    # always-masked taps (a 1 x 3 input-to-state kernel where this version uses 1 x 2)
+    assert runs["auto"]["gflop_per_step"] == pytest.approx(runs["fp32"]["gflop_per_step"])
+    assert runs["baseline fp32"]["gflop_per_step"] > 1.1 * runs["fp32"]["gflop_per_step"]
 
 
 DIAGONAL_BASELINE = "4d9fa0b"
