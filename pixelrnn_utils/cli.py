@@ -33,6 +33,48 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser(
         "train", help="train a model (resumable), writing checkpoints and a metrics log"
     )
+    _add_train_arguments(t)
+
+    e = sub.add_parser("evaluate", help="bits/dim of a checkpoint on held-out images")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--data", default=None)
+    e.add_argument(
+        "--split",
+        default="val",
+        choices=["val", "test"],
+        help="val: the run's held-out split of the training data; test: the official test set",
+    )
+    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    e.add_argument("--device", default=None)
+    e.add_argument("--data-root", default="data")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("sample", help="draw images from a checkpoint and save a PNG grid")
+    s.add_argument("--checkpoint", required=True)
+    s.add_argument("--n", type=int, default=16)
+    s.add_argument("--method", default="cached", choices=["naive", "cached"])
+    s.add_argument("--temperature", type=float, default=1.0)
+    s.add_argument(
+        "--size", type=int, default=None, help="image height and width (default: the run's)"
+    )
+    s.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional checkpoints: draw images of class K (default: classes in turn)",
+    )
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.add_argument("--out", default="samples.png")
+    s.add_argument("--json", action="store_true")
+    return parser
+
+
+def _add_train_arguments(t: argparse.ArgumentParser) -> None:
+    """The options of ``pixelrnn train``."""
     t.add_argument(
         "--data",
         default=None,
@@ -157,43 +199,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--data-root", default="data", help="where torchvision datasets are downloaded")
 
-    e = sub.add_parser("evaluate", help="bits/dim of a checkpoint on held-out images")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", default=None)
-    e.add_argument(
-        "--split",
-        default="val",
-        choices=["val", "test"],
-        help="val: the run's held-out split of the training data; test: the official test set",
-    )
-    e.add_argument("--limit", type=int, default=None)
-    e.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
-    e.add_argument("--device", default=None)
-    e.add_argument("--data-root", default="data")
-    e.add_argument("--json", action="store_true", help="print one JSON object")
-
-    s = sub.add_parser("sample", help="draw images from a checkpoint and save a PNG grid")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--method", default="cached", choices=["naive", "cached"])
-    s.add_argument("--temperature", type=float, default=1.0)
-    s.add_argument(
-        "--size", type=int, default=None, help="image height and width (default: the run's)"
-    )
-    s.add_argument(
-        "--class",
-        dest="label",
-        type=int,
-        default=None,
-        metavar="K",
-        help="class-conditional checkpoints: draw images of class K (default: classes in turn)",
-    )
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
-    s.add_argument("--out", default="samples.png")
-    s.add_argument("--json", action="store_true")
-    return parser
-
 
 def _defaults(command: str) -> dict[str, int]:
     """Defaults of options left unset: the seed's, or a CPU-seconds run when PIXELRNN_SMOKE=1."""
@@ -220,7 +225,62 @@ def _check_fresh_out(out: Path, resume: bool) -> None:
         )
 
 
-def _train(args: argparse.Namespace) -> int:
+# What a run is: with --resume, these come from OUT/last.pt unless given on the command line.
+# Not taken from it: where and how this process runs (--device, --precision, --compile, --out).
+_RUN_SETTINGS = (
+    "arch", "hidden", "layers", "epochs", "batch_size", "lr", "lr_schedule", "limit", "val_limit",
+    "seed", "split_seed", "channels", "image_size", "levels", "save_every", "data_root",
+)  # fmt: skip
+
+
+def _given_train_options(argv: list[str]) -> set[str]:
+    """The ``train`` options (by ``dest``) that ``argv`` sets, as opposed to left at their defaults."""
+    probe = argparse.ArgumentParser(add_help=False)
+    _add_train_arguments(probe)
+    unset = object()  # not a string: argparse would parse a string default with the option's type
+    probe.set_defaults(**{dest: unset for dest in vars(probe.parse_args([]))})
+    given = probe.parse_args(argv[1:])  # argv[0] is "train"
+    return {dest for dest, value in vars(given).items() if value is not unset}
+
+
+def _resumed_settings(values: dict, given: set[str]) -> dict:
+    """``values`` with the settings of the run in ``OUT/last.pt`` wherever ``given`` has none.
+
+    So ``pixelrnn train --out DIR --resume`` continues a run without its options repeated; an
+    option given overrides the run's (``--epochs`` to extend it; a different model is refused
+    when the weights are loaded).
+    """
+    from .checkpoint import read_checkpoint
+
+    last = Path(values["out"]) / "last.pt"
+    if not last.is_file():
+        return values
+    before = read_checkpoint(last).get("train")
+    if not before:  # written by a version that did not store its settings
+        return values
+    resumed = dict(values)
+    if "data" not in given and not os.environ.get("PIXELRNN_DATA"):
+        resumed["data"] = before["data"]
+    for name in _RUN_SETTINGS:
+        if name not in given and name in before:
+            resumed[name] = before[name]
+    options = {k: v for k, v in before.get("options", {}).items() if k not in given}
+    resumed["options"] = {**options, **values["options"]}
+    taken = [
+        f"{name}={resumed[name]!r}"
+        for name in ("data", *_RUN_SETTINGS, "options")
+        if resumed.get(name) != values.get(name)
+    ]
+    if taken:
+        print(
+            f"--resume: the run's own settings (from its last.pt): {', '.join(taken)}",
+            file=sys.stderr,
+        )
+    return resumed
+
+
+def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
+    """``pixelrnn train``; ``given``: the options set on the command line (all, if None)."""
     from .train import TrainConfig, train
 
     known = {f.name for f in fields(TrainConfig)}
@@ -248,6 +308,8 @@ def _train(args: argparse.Namespace) -> int:
         if values.get(name) is None:
             values[name] = value
     _check_fresh_out(Path(values["out"]), args.resume)
+    if args.resume and given is not None:
+        values = _resumed_settings(values, given)
     summary = train(TrainConfig(**values))
     print(json.dumps(summary))
     return 0
@@ -393,11 +455,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            return {"train": _train, "evaluate": _evaluate, "sample": _sample}[args.command](args)
+            if args.command == "train":
+                return _train(args, _given_train_options(argv))
+            return {"evaluate": _evaluate, "sample": _sample}[args.command](args)
         except (OSError, ValueError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

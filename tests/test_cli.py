@@ -183,3 +183,73 @@ def test_sample_checks_its_output_before_sampling(tmp_path, capsys, monkeypatch)
     assert "cannot write" in capsys.readouterr().err
     assert main(["sample", "--checkpoint", ckpt, "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_given_train_options_are_the_ones_typed():
+    from pixelrnn_utils.cli import _given_train_options
+
+    assert _given_train_options(["train"]) == set()
+    argv = ["train", "--lr", "1e-3", "--no-amp", "--skip", "--batch_size", "16", "--out", "x"]
+    # typed at its default value is still typed; both spellings map to one setting
+    assert _given_train_options(argv) == {"lr", "precision", "skip", "batch_size", "out"}
+    assert _given_train_options(["train", "--no-residual"]) == {"residual"}
+
+
+def test_resume_takes_the_runs_own_settings(tiny_folder, tmp_path, capsys, monkeypatch):
+    """`pixelrnn train --out DIR --resume` continues a run without its options repeated."""
+    import os
+    import signal
+
+    import torch
+
+    from pixelrnn_utils import train as train_module
+
+    monkeypatch.delenv("PIXELRNN_DATA", raising=False)
+    started = ["train", "--data", str(tiny_folder), "--arch", "pixelcnn", "--hidden", "4"]
+    started += ["--layers", "1", "--skip", "--limit", "16", "--val-limit", "8", "--batch-size", "4"]
+    started += ["--seed", "3", "--lr", "2e-3", "--lr-schedule", "cosine", "--epochs", "2"]
+    _run(capsys, *started, "--out", str(tmp_path / "full"))
+    real_step, calls = train_module.train_step, []
+
+    def step_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # inside epoch 1
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", step_then_ctrl_c)
+    out = tmp_path / "parts"
+    assert main([*started, "--out", str(out)]) == 130
+    monkeypatch.setattr(train_module, "train_step", real_step)
+    capsys.readouterr()
+
+    assert main(["train", "--out", str(out), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "the run's own settings" in err and "arch='pixelcnn'" in err and "epochs=2" in err
+    full = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    resumed = torch.load(out / "last.pt", weights_only=True)
+    assert resumed["epoch"] == 2 and resumed["config"] == full["config"]
+    keys = ("arch", "hidden", "layers", "batch_size", "lr", "lr_schedule", "seed", "limit")
+    assert {k: resumed["train"][k] for k in keys} == {k: full["train"][k] for k in keys}
+    assert resumed["train"]["data"] == str(tiny_folder)
+    assert resumed["train"]["options"] == {"skip": True}
+    # the same steps as the uninterrupted run, to the bit
+    for name, weight in full["model"].items():
+        assert torch.equal(resumed["model"][name], weight), name
+
+
+def test_resume_options_given_override_the_runs(tiny_folder, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("PIXELRNN_DATA", raising=False)
+    out = tmp_path / "run"
+    started = ["--data", str(tiny_folder), "--hidden", "4", "--layers", "1", "--limit", "16"]
+    _run(capsys, "train", *started, "--epochs", "1", "--out", str(out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    # another model: refused, naming both, and nothing in the run folder changes
+    assert main(["train", "--out", str(out), "--resume", "--hidden", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "error: cannot resume" in err and "another --out" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # more epochs: taken, the rest from the run
+    _run(capsys, "train", "--out", str(out), "--resume", "--epochs", "2")
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
