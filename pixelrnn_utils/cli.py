@@ -259,7 +259,7 @@ def _resumed_settings(values: dict, given: set[str]) -> dict:
     if not before:  # written by a version that did not store its settings
         return values
     resumed = dict(values)
-    if "data" not in given and not os.environ.get("PIXELRNN_DATA"):
+    if "data" not in given:  # not $PIXELRNN_DATA, which may name another dataset by now
         resumed["data"] = before["data"]
     for name in _RUN_SETTINGS:
         if name not in given and name in before:

@@ -223,6 +223,7 @@ def test_resume_takes_the_runs_own_settings(tiny_folder, tmp_path, capsys, monke
     monkeypatch.setattr(train_module, "train_step", real_step)
     capsys.readouterr()
 
+    monkeypatch.setenv("PIXELRNN_DATA", str(tmp_path / "other"))  # another dataset by now
     assert main(["train", "--out", str(out), "--resume"]) == 0
     err = capsys.readouterr().err
     assert "the run's own settings" in err and "arch='pixelcnn'" in err and "epochs=2" in err
