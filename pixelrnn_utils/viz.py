@@ -49,20 +49,26 @@ def show_images(
     ax: plt.Axes | None = None,
     scale: float = 1.0,
     levels: int = 256,
+    row_labels: list[str] | None = None,
 ) -> plt.Axes:
     """Show images ``(B, C, H, W)`` in a grid of ``nrow`` columns (axis off); returns the axes.
 
     Without ``ax`` a new figure is made, ``scale`` inches per image tile. ``levels``: how many
-    values a sub-pixel takes (2 for binarized MNIST), see :func:`image_grid`.
+    values a sub-pixel takes (2 for binarized MNIST), see :func:`image_grid`. ``row_labels``: a
+    name written left of each row of the grid (e.g. the class each row was drawn from).
     """
     grid = image_grid(images, nrow=nrow, levels=levels)
+    count = 1 if torch.as_tensor(images).dim() == 3 else len(images)
+    rows = math.ceil(count / nrow)
+    if row_labels is not None and len(row_labels) != rows:
+        raise ValueError(f"{len(row_labels)} row labels for a grid of {rows} rows")
     if ax is None:
-        count = 1 if torch.as_tensor(images).dim() == 3 else len(images)
-        columns = min(nrow, count)
-        rows = math.ceil(count / nrow)
-        _, ax = plt.subplots(figsize=(columns * scale, rows * scale))
+        _, ax = plt.subplots(figsize=(min(nrow, count) * scale, rows * scale))
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
+    for row, label in enumerate(row_labels or []):
+        y = (row + 0.5) * grid.shape[0] / rows
+        ax.text(-4, y, label, ha="right", va="center", fontsize="small")
     if title is not None:
         ax.set_title(title)
     return ax

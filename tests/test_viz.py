@@ -41,3 +41,23 @@ def test_start_is_the_validation_point_at_epoch_zero():
 def test_empty_log_is_a_clear_error():
     with pytest.raises(ValueError, match="no metrics rows"):
         plot_training_curves([])
+
+
+def test_row_labels_sit_beside_their_rows():
+    import torch
+
+    from pixelrnn_utils.viz import show_images
+
+    images = torch.zeros(6, 1, 4, 4, dtype=torch.long)
+    images[3:] = 1  # the second row is white
+    ax = show_images(images, nrow=3, levels=2, row_labels=["black", "white"])
+    grid = ax.images[0].get_array()
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert list(texts) == ["black", "white"]
+    for name, value in (("black", 0), ("white", 255)):
+        x, y = texts[name]
+        assert x < 0  # left of the grid
+        assert grid[int(y), 2:-2].min() == value  # the row at that height (tile interiors)
+    with pytest.raises(ValueError, match="3 row labels for a grid of 2 rows"):
+        show_images(images, nrow=3, row_labels=["a", "b", "c"])
+    plt.close("all")
