@@ -101,3 +101,23 @@ def test_class_conditional_fashion_checkpoint_uses_its_label():
         wrong = float(bits_per_dim(model(x, condition=(y + 5) % 10), x))
     assert right < 0.5 < 2.0  # 2 bits/dim is the uniform model at 4 levels
     assert wrong > right + 0.05, (right, wrong)
+
+
+@pytest.mark.parametrize("path", sorted(CHECKPOINTS.glob("*.pt")), ids=lambda p: p.stem)
+def test_every_shipped_checkpoint_loads_matches_its_log_and_is_in_the_readme(path):
+    """Each file under checkpoints/ loads safely and draws from its own configuration; its log
+    (``<stem>.jsonl``, where shipped) is its metrics; checkpoints/README.md describes it."""
+    model, info = load_checkpoint(path)  # weights_only, strict: every weight fits its config
+    assert path.stat().st_size < 20 * 2**20
+    log = path.with_suffix(".jsonl")
+    if log.exists():
+        assert [json.loads(x) for x in log.read_text().splitlines() if x.strip()] == info["metrics"]
+    assert info["metrics"][-1]["epoch"] >= info["epoch"]  # best.pt may be an earlier epoch
+    assert f"`{path.name}`" in (CHECKPOINTS / "README.md").read_text()
+    config = model.config
+    levels, channels = config.get("levels", 256), config["in_channels"]
+    x = torch.randint(0, levels, (1, channels, 8, 8))
+    condition = torch.tensor([0]) if config.get("classes") else None
+    with torch.no_grad():
+        logits = model(x, condition=condition)
+    assert logits.shape == (1, levels, channels, 8, 8) and torch.isfinite(logits).all()
