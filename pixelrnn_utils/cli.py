@@ -226,10 +226,10 @@ def _check_fresh_out(out: Path, resume: bool) -> None:
 
 
 # What a run is: with --resume, these come from OUT/last.pt unless given on the command line.
-# Not taken from it: where and how this process runs (--device, --precision, --compile, --out).
+# Not taken from it: where this process runs (--device) and its folder (--out).
 _RUN_SETTINGS = (
     "arch", "hidden", "layers", "epochs", "batch_size", "lr", "lr_schedule", "limit", "val_limit",
-    "seed", "split_seed", "channels", "image_size", "levels", "save_every", "data_root",
+    "seed", "split_seed", "channels", "image_size", "levels", "save_every", "data_root", "compile",
 )  # fmt: skip
 
 
@@ -264,11 +264,13 @@ def _resumed_settings(values: dict, given: set[str]) -> dict:
     for name in _RUN_SETTINGS:
         if name not in given and name in before:
             resumed[name] = before[name]
+    if "precision" not in given and "precision_requested" in before:
+        resumed["precision"] = before["precision_requested"]  # "auto" picks again on this machine
     options = {k: v for k, v in before.get("options", {}).items() if k not in given}
     resumed["options"] = {**options, **values["options"]}
     taken = [
         f"{name}={resumed[name]!r}"
-        for name in ("data", *_RUN_SETTINGS, "options")
+        for name in ("data", *_RUN_SETTINGS, "precision", "options")
         if resumed.get(name) != values.get(name)
     ]
     if taken:

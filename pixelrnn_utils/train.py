@@ -501,7 +501,12 @@ class _Run:
             history,
             scaler=self.scaler.state_dict(),
             position=position,
-            train={**asdict(self.cfg), "precision": self.precision},
+            # the precision used, and the one asked for ("auto" picks again where a run resumes)
+            train={
+                **asdict(self.cfg),
+                "precision": self.precision,
+                "precision_requested": self.cfg.precision,
+            },
         )
 
 

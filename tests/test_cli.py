@@ -208,6 +208,7 @@ def test_resume_takes_the_runs_own_settings(tiny_folder, tmp_path, capsys, monke
     started = ["train", "--data", str(tiny_folder), "--arch", "pixelcnn", "--hidden", "4"]
     started += ["--layers", "1", "--skip", "--limit", "16", "--val-limit", "8", "--batch-size", "4"]
     started += ["--seed", "3", "--lr", "2e-3", "--lr-schedule", "cosine", "--epochs", "2"]
+    started += ["--precision", "fp32"]  # not what auto picks on a CPU with native bf16
     _run(capsys, *started, "--out", str(tmp_path / "full"))
     real_step, calls = train_module.train_step, []
 
@@ -234,6 +235,7 @@ def test_resume_takes_the_runs_own_settings(tiny_folder, tmp_path, capsys, monke
     assert {k: resumed["train"][k] for k in keys} == {k: full["train"][k] for k in keys}
     assert resumed["train"]["data"] == str(tiny_folder)
     assert resumed["train"]["options"] == {"skip": True}
+    assert resumed["train"]["precision"] == resumed["train"]["precision_requested"] == "fp32"
     # the same steps as the uninterrupted run, to the bit
     for name, weight in full["model"].items():
         assert torch.equal(resumed["model"][name], weight), name
