@@ -273,7 +273,7 @@ def _resumed_settings(values: dict, given: set[str]) -> dict:
         for name in ("data", *_RUN_SETTINGS, "precision", "options")
         if resumed.get(name) != values.get(name)
     ]
-    if taken:
+    if taken and os.environ.get("RANK", "0") == "0":  # once under torchrun
         print(
             f"--resume: the run's own settings (from its last.pt): {', '.join(taken)}",
             file=sys.stderr,
