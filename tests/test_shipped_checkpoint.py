@@ -121,3 +121,32 @@ def test_every_shipped_checkpoint_loads_matches_its_log_and_is_in_the_readme(pat
     with torch.no_grad():
         logits = model(x, condition=condition)
     assert logits.shape == (1, levels, channels, 8, 8) and torch.isfinite(logits).all()
+
+
+MULTISCALE = CHECKPOINTS / "row_lstm_multiscale_binarized_mnist.pt"
+SINGLE_SCALE = CHECKPOINTS / "row_lstm_2x25_binarized_mnist.pt"
+
+
+def test_multiscale_checkpoints_are_the_comparison_the_readmes_describe():
+    """Equal parameters, the logged valid figures in README, and on held-out images the
+    two-stage NLL adds up and is near the logged one."""
+    multi, multi_info = load_checkpoint(MULTISCALE)
+    single, single_info = load_checkpoint(SINGLE_SCALE)
+    assert multi.config["multiscale"] == 4 and "multiscale" not in single.config
+    sizes = [sum(p.numel() for p in m.parameters()) for m in (multi, single)]
+    assert abs(sizes[0] - sizes[1]) < 0.03 * sizes[0]
+    readme = (project_root() / "README.md").read_text()
+    logged = {}
+    for name, info in (("multi", multi_info), ("single", single_info)):
+        logged[name] = info["metrics"][info["epoch"] - 1]["val_nats_per_image"]
+        assert f"valid: {logged[name]:.2f}" in readme
+    x = load_dataset("binarized_mnist", split="valid", limit=200, channels=1, image_size=28)
+    x = x.images.long()
+    with torch.no_grad():
+        parts = multi.nll_parts(x)
+        whole = torch.nn.functional.cross_entropy(multi(x), x, reduction="none").flatten(1).sum(1)
+        single_nats = torch.nn.functional.cross_entropy(single(x), x, reduction="none")
+    assert torch.allclose(parts["total"], parts["small"] + parts["big"], rtol=1e-5)
+    assert torch.allclose(whole, parts["total"], rtol=1e-4)  # the logits are the exact likelihood
+    assert abs(parts["total"].mean().item() - logged["multi"]) < 6  # 200 of the 10,000 images
+    assert abs(single_nats.flatten(1).sum(1).mean().item() - logged["single"]) < 6
