@@ -2,7 +2,8 @@
 
 Also runs as ``python -m pixelrnn_utils``. Defaults reproduce the seed project (Row LSTM, hidden 64,
 4 layers, Adam lr 1e-3, batch 16, 5 epochs) on CIFAR-10, or on ``PIXELRNN_DATA`` when it is set.
-With ``PIXELRNN_SMOKE=1`` the options you leave unset shrink to a CPU-seconds run.
+With ``PIXELRNN_SMOKE=1`` the options you leave unset shrink to a CPU-seconds run. With
+``--resume`` the options you leave unset are the run's own, read from ``OUT/last.pt``.
 """
 
 from __future__ import annotations
