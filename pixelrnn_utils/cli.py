@@ -297,12 +297,8 @@ def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     if not args.residual:
         values["options"]["residual"] = False
     if not args.full_context:
-        if args.arch != "diagonal_bilstm":
-            raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
         values["options"]["full_context"] = False
     if args.learned_initial_state:
-        if args.arch == "pixelcnn":
-            raise ValueError("--learned-initial-state applies to the recurrent layers only")
         values["options"]["learned_initial_state"] = True
     for name in ("classes", "multiscale"):
         if getattr(args, name) is not None:
@@ -313,6 +309,11 @@ def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     _check_fresh_out(Path(values["out"]), args.resume)
     if args.resume and given is not None:
         values = _resumed_settings(values, given)
+    # checked on the run's architecture, which --resume may have taken from last.pt
+    if values["options"].get("full_context") is False and values["arch"] != "diagonal_bilstm":
+        raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
+    if values["options"].get("learned_initial_state") and values["arch"] == "pixelcnn":
+        raise ValueError("--learned-initial-state applies to the recurrent layers only")
     summary = train(TrainConfig(**values))
     print(json.dumps(summary))
     return 0

@@ -256,3 +256,14 @@ def test_resume_options_given_override_the_runs(tiny_folder, tmp_path, capsys, m
     _run(capsys, "train", "--out", str(out), "--resume", "--epochs", "2")
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
+
+
+def test_resume_checks_options_against_the_runs_architecture(tiny_folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    started = ["--data", str(tiny_folder), "--arch", "diagonal_bilstm", "--no-full-context"]
+    started += ["--hidden", "4", "--layers", "1", "--limit", "8", "--val-limit", "4"]
+    _run(capsys, "train", *started, "--image-size", "8", "--epochs", "1", "--out", str(out))
+    # --no-full-context repeated without --arch: the run's arch is diagonal_bilstm, so it applies
+    _run(capsys, "train", "--out", str(out), "--resume", "--no-full-context", "--epochs", "2")
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
