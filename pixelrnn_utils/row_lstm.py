@@ -39,7 +39,14 @@ from torch import nn
 from .conditioning import condition_bias_conv
 from .masks import MaskedConv2d
 
-__all__ = ["RowLSTM", "initial_state_parameters", "initial_states", "lstm_update", "state_dtype"]
+__all__ = [
+    "RowLSTM",
+    "initial_state_parameters",
+    "initial_states",
+    "lstm_update",
+    "row_recurrence",
+    "state_dtype",
+]
 
 
 def state_dtype(t: torch.Tensor) -> torch.dtype:
@@ -88,6 +95,8 @@ def initial_states(
 class RowLSTM(nn.Module):
     """Row LSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
+    fast: bool = True  # float32: the recurrence as :func:`row_recurrence` (see recurrence())
+
     def __init__(
         self,
         channels: int,
@@ -124,8 +133,32 @@ class RowLSTM(nn.Module):
 
     def recurrence(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Hidden states ``(B, h, H, W)`` of the whole map, row by row; ``condition``
-        ``(B, c, H, W)`` is the conditioning map."""
+        ``(B, c, H, W)`` is the conditioning map.
+
+        Two ways to compute the same states (``tests/test_row_lstm.py`` checks that outputs and
+        gradients agree): the **readable** one below, the input-to-state map in one convolution
+        and then a loop over :meth:`row_step` through autograd; and the **fast** one,
+        :func:`row_recurrence`, used in float32 (and float64) when ``fast`` is True and
+        ``row_step`` is this class's own. Under autocast (bf16, fp16) the readable one runs: its
+        convolutions then run in the low precision, which is faster there.
+        """
         B, _, H, W = x.shape
+        if (
+            self.fast
+            and type(self).row_step is RowLSTM.row_step
+            and not torch.is_autocast_enabled(x.device.type)
+        ):
+            extra = None if condition is None else self.condition_bias(condition)
+            conv, taps = self.input_to_state, self.input_to_state.kernel_size[1] // 2 + 1
+            return row_recurrence(
+                x,
+                conv.masked_weight()[:, :, 0, :taps],  # mask B: the taps right of the centre are 0
+                self.state_to_state.weight,
+                conv.bias + self.state_to_state.bias,
+                extra,
+                self.h0,
+                self.c0,
+            )
         x_is = self.input_to_state(x)
         if condition is not None:
             x_is = x_is + self.condition_bias(condition)
@@ -145,3 +178,190 @@ class RowLSTM(nn.Module):
         """``image`` is unused: every layer takes ``(features, image, condition)`` (``model.py``)."""
         out = self.output(self.recurrence(x, condition))
         return x + out if self.residual else out
+
+
+def row_recurrence(
+    features: torch.Tensor,
+    input_weight: torch.Tensor,
+    state_weight: torch.Tensor,
+    bias: torch.Tensor,
+    extra: torch.Tensor | None = None,
+    h0: torch.Tensor | None = None,
+    c0: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """A whole Row LSTM recurrence, one matrix product per row; the fast path of :class:`RowLSTM`.
+
+    ``features`` ``(B, C, H, W)``: the layer's input; ``input_weight`` ``(4h, C, k')``: the
+    input-to-state kernel (masked) up to its centre, tap t reading the column k' - 1 - t to
+    the left; ``state_weight`` ``(4h, h, k)``: the state-to-state kernel; ``bias`` ``(4h,)``:
+    both convolutions' biases; ``extra`` ``(B, 4h, H, W)``: added to the gates (the
+    conditioning), or None; ``h0``, ``c0`` ``(h,)``: learned initial states, or None for zero.
+    Returns the hidden states ``(B, h, H, W)``, what the readable loop of
+    :meth:`RowLSTM.recurrence` computes (the tests check outputs and gradients), in the
+    state's dtype (float32; float64 for a float64 model). What makes it faster in float32:
+
+    * **one matrix product per row** for all the gates, ``[W_ss | W_is]`` times ``[the k
+      shifted copies of the previous row's states; the k' shifted copies of this row's
+      inputs]``: the input-to-state convolution is no separate pass, and every product is
+      large enough to run near the processor's peak rate;
+    * the map is stored row first, ``(H, features, B, W)``: every row is one contiguous block
+      that the products and the LSTM's element-wise operations read in order;
+    * a **hand-written backward** (:class:`_RowRecurrence`): a few operations per row instead of
+      the few dozen that autograd records.
+    """
+    dtype = state_dtype(features)
+    G, hd, k = state_weight.shape
+    C, kx = input_weight.shape[1], input_weight.shape[2]
+    B, _, H, W = features.shape
+    # (4h, n, taps) -> (4h, taps n): the columns of one product, in the order of ``reads``
+    matrix = torch.cat(
+        [
+            state_weight.permute(0, 2, 1).reshape(G, k * hd),
+            input_weight.permute(0, 2, 1).reshape(G, kx * C),
+        ],
+        dim=1,
+    ).to(dtype)
+    # the gates' additive term: the bias, or the bias and ``extra`` in the (H, 4h, B, W) layout
+    if extra is None:
+        offset = bias.to(dtype)[:, None]
+    else:
+        offset = (extra.to(dtype) + bias.to(dtype)[:, None, None]).permute(2, 1, 0, 3).contiguous()
+    zeros = matrix.new_zeros(hd)
+    h0 = zeros if h0 is None else h0.to(dtype)
+    c0 = zeros if c0 is None else c0.to(dtype)
+    states = _RowRecurrence.apply(features.to(dtype), matrix, offset, h0, c0, k)  # (H, h, B, W)
+    return states.permute(2, 1, 0, 3)
+
+
+def _shift_taps(taps: torch.Tensor, width: int, centre: int) -> None:
+    """Fill the taps of ``taps`` ``(..., k, n, B W)`` from tap ``centre``, a row of n maps.
+
+    Tap t, column j, holds column j + t - centre of the same image, zero outside the row
+    (a convolution's zero padding). A shift of the flat ``B W`` axis moves every image's row at
+    once; the columns it carries across from a neighbouring image are then set to zero.
+    """
+    k, size = taps.shape[-3], taps.shape[-1]
+    source = taps[..., centre, :, :]
+    for t in range(k):
+        off = t - centre
+        tap = taps[..., t, :, :]
+        per_image = tap.unflatten(-1, (size // width, width))
+        if off < 0:  # the first -off columns of each image read the padding
+            tap[..., -off:] = source[..., : size + off]
+            per_image[..., :-off] = 0
+        elif off > 0:  # the last off columns of each image read the padding
+            tap[..., : size - off] = source[..., off:]
+            per_image[..., width - off :] = 0
+
+
+def _unshift_taps(grad: torch.Tensor, width: int, centre: int) -> torch.Tensor:
+    """The backward of :func:`_shift_taps`: the gradient ``(..., n, B W)`` of tap ``centre``'s
+    maps from every tap's gradient ``grad`` ``(..., k, n, B W)``, each moved back to the column
+    it read (what the padding received is dropped). Changes ``grad``."""
+    k, size = grad.shape[-3], grad.shape[-1]
+    out = grad[..., centre, :, :].clone()
+    for t in range(k):
+        off = t - centre
+        tap = grad[..., t, :, :]
+        per_image = tap.unflatten(-1, (size // width, width))
+        if off < 0:
+            per_image[..., :-off] = 0
+            out[..., : size + off] += tap[..., -off:]
+        elif off > 0:
+            per_image[..., width - off :] = 0
+            out[..., off:] += tap[..., : size - off]
+    return out
+
+
+class _RowRecurrence(torch.autograd.Function):
+    """The row loop of :func:`row_recurrence`, its backward written out by hand.
+
+    Forward, row r, for every image and column at once; ``reads[r]`` stacks the k shifted
+    copies of the states of row r - 1 (row -1: ``h0``, ``c0``) and the k' shifted copies of the
+    inputs of row r, each zero outside the row:
+
+        gates = offset[r] + matrix @ reads[r]
+        o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
+        c_r = f * c_{r-1} + i * g;  h_r = o * tanh(c_r)
+
+    Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r:
+
+        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
+        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
+        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
+        dc_prev = dc * f;  d_matrix += d @ reads[r]^T;  d_reads[r] = matrix^T @ d
+
+    and the states' part of ``d_reads[r]``, its taps moved back (:func:`_unshift_taps`), is the
+    gradient of the states of row r - 1.
+    """
+
+    @staticmethod
+    def forward(ctx, features, matrix, offset, h0, c0, k):  # noqa: ANN001, ANN205
+        B, C, H, W = features.shape
+        G, K = matrix.shape
+        hd, n = G // 4, B * W
+        kx = (K - k * hd) // C
+        states = slice((k // 2) * hd, (k // 2 + 1) * hd)  # the states' centre tap
+        reads = features.new_empty(H + 1, K, B, W)  # reads[r]: what row r reads
+        inputs = reads[:H, k * hd :]  # (H, k' C, B, W): the inputs' taps, all rows at once
+        inputs[:, (kx - 1) * C :].copy_(features.permute(2, 1, 0, 3))  # the centre tap
+        _shift_taps(inputs.view(H, kx, C, n), W, kx - 1)
+        reads[0, states] = h0[:, None, None]
+        cells = features.new_empty(H + 1, hd, B, W)  # cells[r + 1]: c of row r
+        cells[0] = c0[:, None, None]
+        acts = features.new_empty(H, G, B, W)  # sigmoid(o, f, i), tanh(g)
+        tanh_c = features.new_empty(H, hd, B, W)
+        for r in range(H):
+            _shift_taps(reads[r, : k * hd].view(k, hd, n), W, k // 2)
+            a = acts[r]
+            bias = offset if offset.dim() == 2 else offset[r].view(G, n)
+            torch.addmm(bias, matrix, reads[r].view(K, n), out=a.view(G, n))
+            a[: 3 * hd].sigmoid_()
+            a[3 * hd :].tanh_()
+            o, f, i, g = a.chunk(4)
+            torch.addcmul(f * cells[r], i, g, out=cells[r + 1])
+            torch.tanh(cells[r + 1], out=tanh_c[r])
+            torch.mul(o, tanh_c[r], out=reads[r + 1, states])  # h of row r, read by row r + 1
+        ctx.save_for_backward(matrix, reads, acts, cells, tanh_c)
+        ctx.k, ctx.taps, ctx.per_pixel_offset = k, kx, offset.dim() != 2
+        return reads[1:, states]
+
+    @staticmethod
+    def backward(ctx, grad_states):  # noqa: ANN001, ANN205
+        matrix, reads, acts, cells, tanh_c = ctx.saved_tensors
+        H, G, B, W = acts.shape
+        K, k, kx = matrix.shape[1], ctx.k, ctx.taps
+        hd, n = G // 4, B * W
+        C = (K - k * hd) // kx
+        grad_states = grad_states.contiguous()
+        grad_gates = grad_states.new_empty(H, G, B, W)
+        grad_reads = grad_states.new_empty(H, K, B, W)
+        dh = grad_states.new_zeros(hd, B, W)  # from row r + 1 (none for the last)
+        dc = grad_states.new_zeros(hd, B, W)
+        d_matrix = grad_states.new_zeros(G, K)
+        matrix_t = matrix.T.contiguous()
+        one = grad_states.new_ones(())
+        for r in reversed(range(H)):
+            dh += grad_states[r]
+            o, f, i, g = acts[r].chunk(4)
+            tc = tanh_c[r]
+            dc.addcmul_(dh * o, torch.addcmul(one, tc, tc, value=-1))  # 1 - tanh(c)^2
+            d = grad_gates[r]
+            # d_o, d_f, d_i: [dh tanh(c); dc c_prev; dc g] times s (1 - s) of o, f, i
+            torch.mul(dh, tc, out=d[:hd])
+            torch.mul(dc, cells[r], out=d[hd : 2 * hd])
+            torch.mul(dc, g, out=d[2 * hd : 3 * hd])
+            sig = acts[r, : 3 * hd]
+            d[: 3 * hd].mul_(torch.addcmul(sig, sig, sig, value=-1))
+            torch.addcmul(one, g, g, value=-1, out=d[3 * hd :]).mul_(i).mul_(dc)
+            dc.mul_(f)  # the gradient of the c this row read
+            d_flat = d.view(G, n)
+            d_matrix.addmm_(d_flat, reads[r].view(K, n).T)
+            torch.mm(matrix_t, d_flat, out=grad_reads[r].view(K, n))
+            # the states of row r - 1, from every tap that read them
+            dh = _unshift_taps(grad_reads[r, : k * hd].view(k, hd, n), W, k // 2).view(hd, B, W)
+        # the inputs of every row, from every tap that read them
+        grad_inputs = _unshift_taps(grad_reads[:, k * hd :].view(H, kx, C, n), W, kx - 1)
+        grad_features = grad_inputs.view(H, C, B, W).permute(2, 1, 0, 3)
+        grad_offset = grad_gates if ctx.per_pixel_offset else grad_gates.sum((0, 2, 3))[:, None]
+        return grad_features, d_matrix, grad_offset, dh.sum((1, 2)), dc.sum((1, 2)), None

@@ -139,22 +139,22 @@ def test_all_parameters_get_gradients(arch):
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     """``sequential_steps`` equals the number of state-to-state products one layer computes one
-    after the other (PixelCNN: 1). The Row LSTM calls its state-to-state convolution once per
-    row; the Diagonal BiLSTM's fast path computes both directions' gates in one ``torch.bmm``
-    per column of the skewed map."""
+    after the other (PixelCNN: 1). The Row LSTM's fast path computes a row's gates in one
+    ``torch.addmm`` (its readable path calls the state-to-state convolution once per row); the
+    Diagonal BiLSTM's fast path computes both directions' gates in one ``torch.bmm`` per column
+    of the skewed map."""
     H, W = shape
     model = build_model(arch, 3, hidden=6, layers=1).eval()
     calls = []
-    if arch == "row_lstm":
-        model.layers[0].state_to_state.register_forward_hook(lambda *args: calls.append(1))
-    if arch == "diagonal_bilstm":
-        bmm = torch.bmm
+    if arch != "pixelcnn":
+        name = "addmm" if arch == "row_lstm" else "bmm"
+        product = getattr(torch, name)
 
         def counted(*args, **kwargs):
             calls.append(1)
-            return bmm(*args, **kwargs)
+            return product(*args, **kwargs)
 
-        monkeypatch.setattr(torch, "bmm", counted)
+        monkeypatch.setattr(torch, name, counted)
     with torch.no_grad():
         model(torch.randint(0, 256, (2, 3, H, W)))
     assert (len(calls) if arch != "pixelcnn" else 1) == sequential_steps(arch, H, W)

@@ -64,9 +64,11 @@ def reference_row_lstm(layer: RowLSTM, x: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "readable"])
 @pytest.mark.parametrize("colour_groups, kernel_size", [(3, 3), (1, 3), (3, 5)])
-def test_row_lstm_equals_slow_reference(colour_groups, kernel_size):
+def test_row_lstm_equals_slow_reference(colour_groups, kernel_size, fast, monkeypatch):
     torch.manual_seed(0)
+    monkeypatch.setattr(RowLSTM, "fast", fast)
     layer = RowLSTM(12, 6, colour_groups, kernel_size=kernel_size).double()
     with torch.no_grad():  # make the gates matter: larger state-to-state and biases than default
         layer.state_to_state.weight.mul_(3)
@@ -106,6 +108,83 @@ def test_row_lstm_float32_matches_reference():
     x = torch.randn(2, 12, 4, 5)
     with torch.no_grad():
         torch.testing.assert_close(layer(x), reference_row_lstm(layer, x), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "groups, shape, options",
+    [
+        (3, (2, 12, 5, 7), {}),
+        (1, (3, 8, 4, 6), {"kernel_size": 5, "learned_initial_state": True}),
+        (3, (2, 12, 1, 5), {}),  # one row
+        (3, (2, 12, 5, 1), {"learned_initial_state": True}),  # one column
+        (3, (1, 12, 4, 2), {"kernel_size": 5}),  # a kernel wider than the row
+        (3, (2, 12, 4, 6), {"learned_initial_state": True, "condition_channels": 5}),
+        (1, (2, 8, 3, 5), {"condition_channels": 2, "residual": False}),
+    ],
+    ids=str,
+)
+def test_fast_path_equals_the_readable_layer_outputs_and_gradients(groups, shape, options):
+    """The fast recurrence (one product per row, hand-written backward) computes the same outputs
+    and the same gradients, for every parameter, the input and the conditioning map, as the
+    readable loop over ``row_step`` run through autograd."""
+    torch.manual_seed(0)
+    layer = RowLSTM(shape[1], shape[1] // 2, groups, **options).double()
+    with torch.no_grad():  # livelier than the default initialisation: every gate matters
+        for p in layer.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    condition = None
+    if "condition_channels" in options:
+        c = options["condition_channels"]
+        condition = torch.randn(shape[0], c, *shape[2:], dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(shape, dtype=torch.float64)  # a random direction for the gradients
+    results = []
+    for fast in (True, False):
+        layer.fast = fast
+        layer.zero_grad()
+        x.grad = None
+        if condition is not None:
+            condition.grad = None
+        y = layer(x, None, condition)
+        (y * probe).sum().backward()
+        grads = {n: p.grad.clone() for n, p in layer.named_parameters()}
+        condition_grad = None if condition is None else condition.grad.clone()
+        results.append((y.detach(), x.grad.clone(), grads, condition_grad))
+    (y_fast, gx_fast, gp_fast, gc_fast), (y_slow, gx_slow, gp_slow, gc_slow) = results
+    torch.testing.assert_close(y_fast, y_slow, atol=1e-12, rtol=1e-10)
+    torch.testing.assert_close(gx_fast, gx_slow, atol=1e-12, rtol=1e-10)
+    if condition is not None:
+        assert gc_fast.abs().max() > 0
+        torch.testing.assert_close(gc_fast, gc_slow, atol=1e-12, rtol=1e-10)
+    assert gp_fast.keys() == gp_slow.keys()
+    for name in gp_fast:
+        torch.testing.assert_close(gp_fast[name], gp_slow[name], atol=1e-12, rtol=1e-10, msg=name)
+        one_row_from_zero = shape[2] == 1 and "learned_initial_state" not in options
+        if not (name == "state_to_state.weight" and one_row_from_zero):  # reads only zeros
+            assert gp_fast[name].abs().max() > 0, name  # every parameter gets a gradient
+    # the masked taps get none: mask B hides the columns right of the centre
+    masked = layer.input_to_state.mask == 0
+    assert masked.any() and (gp_fast["input_to_state.weight"][masked] == 0).all()
+
+
+def test_fast_path_is_float32_only(monkeypatch):
+    """In float32 the fast path runs (no per-row state-to-state convolution); under autocast the
+    readable loop runs, its convolutions in bf16, and gives the same bits whichever ``fast`` is."""
+    torch.manual_seed(0)
+    layer = RowLSTM(12, 6)
+    x = torch.randn(2, 12, 4, 5)
+    calls = []
+    layer.state_to_state.register_forward_hook(lambda *args: calls.append(1))
+    with torch.no_grad():
+        layer(x)
+        assert calls == []
+        outputs = []
+        for fast in (True, False):
+            layer.fast = fast
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                outputs.append(layer(x))
+    assert len(calls) == 2 * 4  # both under autocast: one state-to-state call per row
+    assert torch.equal(outputs[0], outputs[1])
 
 
 def test_row_lstm_recurrence_really_uses_the_row_above():
