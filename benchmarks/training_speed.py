@@ -1,7 +1,8 @@
 """Training speed of the seed model: today's package vs an earlier version, measured in one run.
 
     python benchmarks/training_speed.py [--baseline 7783b0b] [--threads 2] [--steps 8] [--rounds 2]
-                                        [--compile] [--flops] [--device cpu|cuda] [--json]
+                                        [--compile] [--flops] [--readable] [--device cpu|cuda]
+                                        [--json]
 
 One training step is what ``pixelrnn train`` does per batch: autocast forward at the chosen
 precision, float32 loss, backward, gradient clipping, Adam; on the CPU after
@@ -14,7 +15,10 @@ is the seed configuration (Row LSTM, hidden 64, 4 layers, 32x32 RGB, batch 16) o
 * ``fp32``: this version, float32 eager;
 * ``auto``: this version with ``precision="auto"`` (bf16 where the hardware runs it natively);
 * ``auto + compile`` (with ``--compile``): the same under ``torch.compile``; its first step, which
-  includes compiling, is reported separately.
+  includes compiling, is reported separately;
+* ``fp32 readable`` (with ``--readable``): this version, float32, with ``RowLSTM.fast = False``: the
+  Row LSTM's readable row loop through autograd instead of its fast recurrence
+  (``row_lstm.row_recurrence``), to measure what that alone gains.
 
 ``--flops`` also counts the floating-point operations of one step (``torch.utils.flop_counter``:
 the convolutions and matrix products, forward and backward) and times a 2048 x 2048 matrix product
@@ -54,6 +58,11 @@ def child(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     from pixelrnn_utils import train as train_module
+
+    if args.child_readable:
+        from pixelrnn_utils.row_lstm import RowLSTM
+
+        RowLSTM.fast = False
 
     if device.type == "cpu" and hasattr(train_module, "keep_freed_memory"):
         train_module.keep_freed_memory()  # as train() does on the CPU (not in the baseline)
@@ -126,7 +135,7 @@ def matmul_rate(device, dtype, n: int = 2048, repeats: int = 5) -> float:
 
 
 def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
-    precision = "fp32" if name in ("baseline fp32", "fp32") else "auto"
+    precision = "fp32" if name in ("baseline fp32", "fp32", "fp32 readable") else "auto"
     command = [
         sys.executable,
         __file__,
@@ -142,6 +151,8 @@ def run_child(name: str, args: argparse.Namespace, baseline_tree: Path) -> dict:
         "--device",
         args.device,
     ]
+    if name == "fp32 readable":
+        command.append("--child-readable")
     if name.endswith("compile"):
         command.append("--child-compile")
     elif args.flops:
@@ -167,8 +178,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--flops", action="store_true", help="also count FLOPs and compare with a large matmul"
     )
+    parser.add_argument(
+        "--readable", action="store_true", help="also time fp32 with the Row LSTM's readable loop"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-readable", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-flops", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child-compile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
@@ -177,7 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(child(args)))
         return
 
-    names = ["baseline fp32", "fp32", "auto"] + (["auto + compile"] if args.compile else [])
+    names = ["baseline fp32", "fp32", "auto"] + (["fp32 readable"] if args.readable else [])
+    names += ["auto + compile"] if args.compile else []
     best: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pixelrnn-baseline-") as tree:
         extract_package(args.baseline, tree)

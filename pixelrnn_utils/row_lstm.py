@@ -29,6 +29,13 @@ trained like every other weight. The state-to-state convolution still pads the r
 its two ends, as on every other row. There are H sequential steps, each a batched
 operation over the whole row: no Python loop over pixels. With k = 3 each state sees three pixels
 of the row above, which gives the Row LSTM its triangular receptive field.
+
+**Two ways to run it.** :meth:`RowLSTM.recurrence` reads like the equations above: the
+input-to-state convolution over the whole map, then a loop over :meth:`RowLSTM.row_step` through
+autograd. In float32 the layer runs :func:`row_recurrence` instead: the same states (up to float
+rounding), faster, with one matrix product per row for both convolutions and a hand-written
+backward. The tests check that the two agree, outputs and gradients. Under autocast (bf16) the
+readable loop runs, its convolutions in bf16.
 """
 
 from __future__ import annotations
@@ -356,7 +363,8 @@ class _RowRecurrence(torch.autograd.Function):
             torch.addcmul(one, g, g, value=-1, out=d[3 * hd :]).mul_(i).mul_(dc)
             dc.mul_(f)  # the gradient of the c this row read
             d_flat = d.view(G, n)
-            d_matrix.addmm_(d_flat, reads[r].view(K, n).T)
+            # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
+            torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
             torch.mm(matrix_t, d_flat, out=grad_reads[r].view(K, n))
             # the states of row r - 1, from every tap that read them
             dh = _unshift_taps(grad_reads[r, : k * hd].view(k, hd, n), W, k // 2).view(hd, B, W)
