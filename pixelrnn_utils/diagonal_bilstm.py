@@ -51,7 +51,13 @@ from torch import nn
 
 from .conditioning import condition_bias_conv
 from .masks import MaskedConv2d
-from .row_lstm import initial_state_parameters, initial_states, lstm_update, state_dtype
+from .row_lstm import (
+    initial_state_parameters,
+    initial_states,
+    lstm_update,
+    lstm_update_backward,
+    state_dtype,
+)
 
 __all__ = ["skew", "unskew", "DiagonalLSTM", "DiagonalBiLSTM", "diagonal_recurrence"]
 
@@ -380,12 +386,10 @@ class _DiagonalRecurrence(torch.autograd.Function):
     (h0, c0) beside it, as row t of column t - 1. ``reads`` holds what every column read; the
     states of column t are written straight into column t + 1's "beside" block.
 
-    Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t:
+    Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t: the LSTM
+    update's derivatives d (:func:`~pixelrnn_utils.row_lstm.lstm_update_backward`), then
 
-        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
-        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
-        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
-        dc_prev = dc * f;  [dh_above; dh_beside; dx_t; _] = weight^T @ d;  d_weight += d @ read^T
+        [dh_above; dh_beside; dx_t; _] = weight^T @ d;  d_weight += d @ read^T
 
     The gradients that reach the initial state (pixels (r, 0) beside, row 0 above) go to h0, c0.
     """
@@ -439,27 +443,15 @@ class _DiagonalRecurrence(torch.autograd.Function):
         d_h0 = grad_states.new_zeros(D, hd)
         d_c0 = grad_states.new_zeros(D, hd)
         weight_t = weight.transpose(1, 2).contiguous()
-        one = grad_states.new_ones(())
         for t in reversed(range(S)):
             lo, hi = _rows_in_image(t, H, W)
             rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
             dh = dh_next[:, :, rows]
             dh += grad_hs[t][:, :, rows]
-            a = acts[t][:, :, rows]
-            o, f, i, g = a.chunk(4, dim=1)
-            tc = tanh_c[t][:, :, rows]
-            dc_rows = dc[:, :, rows]
-            dc_rows.addcmul_(dh * o, torch.addcmul(one, tc, tc, value=-1))  # 1 - tanh(c)^2
             d = grad_gates[:, :, rows]
-            # d_o, d_f, d_i: [dh tanh(c); dc c_prev; dc g] times s (1 - s) of o, f, i
-            torch.mul(dh, tc, out=d[:, :hd])
-            torch.mul(dc_rows, cells[t][:, :, rows], out=d[:, hd : 2 * hd])
-            torch.mul(dc_rows, g, out=d[:, 2 * hd : 3 * hd])
-            sig = a[:, : 3 * hd]
-            d[:, : 3 * hd].mul_(torch.addcmul(sig, sig, sig, value=-1))
-            d_g = d[:, 3 * hd :]  # dc i (1 - g^2)
-            torch.addcmul(one, g, g, value=-1, out=d_g).mul_(i).mul_(dc_rows)
-            dc_rows.mul_(f)  # the gradient of the c this column read
+            a, c_prev = acts[t][:, :, rows], cells[t][:, :, rows]
+            # dc of these rows becomes, in place, the gradient of the c this column read
+            lstm_update_backward(a, tanh_c[t][:, :, rows], c_prev, dh, dc[:, :, rows], d, dim=1)
             d_flat = d.view(D, G, nb)
             d_weight.baddbmm_(d_flat, reads[t][:, :, rows].view(D, R, nb).transpose(1, 2))
             d_read = grad_reads[t]

@@ -51,6 +51,7 @@ __all__ = [
     "initial_state_parameters",
     "initial_states",
     "lstm_update",
+    "lstm_update_backward",
     "row_recurrence",
     "state_dtype",
 ]
@@ -71,6 +72,41 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor
     c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
     h = torch.sigmoid(o) * torch.tanh(c)
     return h, c
+
+
+def lstm_update_backward(
+    acts: torch.Tensor,
+    tanh_c: torch.Tensor,
+    c_prev: torch.Tensor,
+    dh: torch.Tensor,
+    dc: torch.Tensor,
+    grad_gates: torch.Tensor,
+    dim: int,
+) -> None:
+    """The backward of :func:`lstm_update`, used by the fast recurrences' hand-written backward.
+
+    ``acts``: the activated gates ``[sigmoid(o); sigmoid(f); sigmoid(i); tanh(g)]`` stacked on
+    ``dim``, ``tanh_c`` = tanh(c), ``c_prev`` the cell state the update read; ``dh``, ``dc``: the
+    gradients of h and of c (from the later steps). Writes the pre-activation gates' gradient into
+    ``grad_gates`` (shaped like ``acts``) and turns ``dc`` in place into the gradient of ``c_prev``:
+
+        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
+        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
+        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
+        dc_prev = dc * f
+    """
+    one = dh.new_ones(())
+    o, f, i, g = acts.chunk(4, dim)
+    d_o, d_f, d_i, d_g = grad_gates.chunk(4, dim)
+    dc.addcmul_(dh * o, torch.addcmul(one, tanh_c, tanh_c, value=-1))
+    torch.mul(dh, tanh_c, out=d_o)
+    torch.mul(dc, c_prev, out=d_f)
+    torch.mul(dc, g, out=d_i)
+    hd3 = 3 * o.shape[dim]
+    sig = acts.narrow(dim, 0, hd3)
+    grad_gates.narrow(dim, 0, hd3).mul_(torch.addcmul(sig, sig, sig, value=-1))
+    torch.addcmul(one, g, g, value=-1, out=d_g).mul_(i).mul_(dc)
+    dc.mul_(f)
 
 
 def initial_state_parameters(
@@ -291,12 +327,10 @@ class _RowRecurrence(torch.autograd.Function):
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
         c_r = f * c_{r-1} + i * g;  h_r = o * tanh(c_r)
 
-    Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r:
+    Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r: the LSTM
+    update's derivatives d (:func:`lstm_update_backward`), then
 
-        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
-        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
-        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
-        dc_prev = dc * f;  d_matrix += d @ reads[r]^T;  d_reads[r] = matrix^T @ d
+        d_matrix += d @ reads[r]^T;  d_reads[r] = matrix^T @ d
 
     and the states' part of ``d_reads[r]``, its taps moved back (:func:`_unshift_taps`), is the
     gradient of the states of row r - 1.
@@ -347,21 +381,10 @@ class _RowRecurrence(torch.autograd.Function):
         dc = grad_states.new_zeros(hd, B, W)
         d_matrix = grad_states.new_zeros(G, K)
         matrix_t = matrix.T.contiguous()
-        one = grad_states.new_ones(())
         for r in reversed(range(H)):
             dh += grad_states[r]
-            o, f, i, g = acts[r].chunk(4)
-            tc = tanh_c[r]
-            dc.addcmul_(dh * o, torch.addcmul(one, tc, tc, value=-1))  # 1 - tanh(c)^2
             d = grad_gates[r]
-            # d_o, d_f, d_i: [dh tanh(c); dc c_prev; dc g] times s (1 - s) of o, f, i
-            torch.mul(dh, tc, out=d[:hd])
-            torch.mul(dc, cells[r], out=d[hd : 2 * hd])
-            torch.mul(dc, g, out=d[2 * hd : 3 * hd])
-            sig = acts[r, : 3 * hd]
-            d[: 3 * hd].mul_(torch.addcmul(sig, sig, sig, value=-1))
-            torch.addcmul(one, g, g, value=-1, out=d[3 * hd :]).mul_(i).mul_(dc)
-            dc.mul_(f)  # the gradient of the c this row read
+            lstm_update_backward(acts[r], tanh_c[r], cells[r], dh, dc, d, dim=0)
             d_flat = d.view(G, n)
             # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
             torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
