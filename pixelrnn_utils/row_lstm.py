@@ -181,27 +181,29 @@ class RowLSTM(nn.Module):
         Two ways to compute the same states (``tests/test_row_lstm.py`` checks that outputs and
         gradients agree): the **readable** one below, the input-to-state map in one convolution
         and then a loop over :meth:`row_step` through autograd; and the **fast** one,
-        :func:`row_recurrence`, used in float32 (and float64) when ``fast`` is True and
-        ``row_step`` is this class's own. Under autocast (bf16, fp16) the readable one runs: its
-        convolutions then run in the low precision, which is faster there.
+        :func:`row_recurrence`, used when ``fast`` is True and ``row_step`` is this class's own.
+        Under autocast (bf16, fp16) the fast one runs its products in the autocast dtype, as the
+        readable one runs its convolutions; the LSTM state stays float32 in both.
         """
         B, _, H, W = x.shape
-        if (
-            self.fast
-            and type(self).row_step is RowLSTM.row_step
-            and not torch.is_autocast_enabled(x.device.type)
-        ):
+        if self.fast and type(self).row_step is RowLSTM.row_step:
+            device = x.device.type
+            autocast = torch.is_autocast_enabled(device)
             extra = None if condition is None else self.condition_bias(condition)
             conv, taps = self.input_to_state, self.input_to_state.kernel_size[1] // 2 + 1
-            return row_recurrence(
-                x,
-                conv.masked_weight()[:, :, 0, :taps],  # mask B: the taps right of the centre are 0
-                self.state_to_state.weight,
-                conv.bias + self.state_to_state.bias,
-                extra,
-                self.h0,
-                self.c0,
-            )
+            with torch.autocast(device, enabled=False):
+                return row_recurrence(
+                    x,
+                    conv.masked_weight()[
+                        :, :, 0, :taps
+                    ],  # mask B: the taps right of the centre are 0
+                    self.state_to_state.weight,
+                    conv.bias + self.state_to_state.bias,
+                    extra,
+                    self.h0,
+                    self.c0,
+                    product_dtype=torch.get_autocast_dtype(device) if autocast else None,
+                )
         x_is = self.input_to_state(x)
         if condition is not None:
             x_is = x_is + self.condition_bias(condition)
@@ -231,6 +233,7 @@ def row_recurrence(
     extra: torch.Tensor | None = None,
     h0: torch.Tensor | None = None,
     c0: torch.Tensor | None = None,
+    product_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """A whole Row LSTM recurrence, one matrix product per row; the fast path of :class:`RowLSTM`.
 
@@ -238,10 +241,11 @@ def row_recurrence(
     input-to-state kernel (masked) up to its centre, tap t reading the column k' - 1 - t to
     the left; ``state_weight`` ``(4h, h, k)``: the state-to-state kernel; ``bias`` ``(4h,)``:
     both convolutions' biases; ``extra`` ``(B, 4h, H, W)``: added to the gates (the
-    conditioning), or None; ``h0``, ``c0`` ``(h,)``: learned initial states, or None for zero.
-    Returns the hidden states ``(B, h, H, W)``, what the readable loop of
+    conditioning), or None; ``h0``, ``c0`` ``(h,)``: learned initial states, or None for zero;
+    ``product_dtype``: the dtype of the matrix products (bf16 or fp16 under mixed precision;
+    None: the state's). Returns the hidden states ``(B, h, H, W)``, what the readable loop of
     :meth:`RowLSTM.recurrence` computes (the tests check outputs and gradients), in the
-    state's dtype (float32; float64 for a float64 model). What makes it faster in float32:
+    state's dtype (float32; float64 for a float64 model). What makes it faster:
 
     * **one matrix product per row** for all the gates, ``[W_ss | W_is]`` times ``[the k
       shifted copies of the previous row's states; the k' shifted copies of this row's
@@ -272,7 +276,8 @@ def row_recurrence(
     zeros = matrix.new_zeros(hd)
     h0 = zeros if h0 is None else h0.to(dtype)
     c0 = zeros if c0 is None else c0.to(dtype)
-    states = _RowRecurrence.apply(features.to(dtype), matrix, offset, h0, c0, k)  # (H, h, B, W)
+    product_dtype = product_dtype or dtype
+    states = _RowRecurrence.apply(features, matrix, offset, h0, c0, k, product_dtype)
     return states.permute(2, 1, 0, 3)
 
 
@@ -337,62 +342,84 @@ class _RowRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, features, matrix, offset, h0, c0, k):  # noqa: ANN001, ANN205
+    def forward(ctx, features, matrix, offset, h0, c0, k, product_dtype):  # noqa: ANN001, ANN205
         B, C, H, W = features.shape
         G, K = matrix.shape
         hd, n = G // 4, B * W
         kx = (K - k * hd) // C
-        states = slice((k // 2) * hd, (k // 2 + 1) * hd)  # the states' centre tap
-        reads = features.new_empty(H + 1, K, B, W)  # reads[r]: what row r reads
+        mixed = product_dtype != offset.dtype  # products in bf16/fp16, the state in float32
+        weights = matrix.to(product_dtype)
+        centre = slice((k // 2) * hd, (k // 2 + 1) * hd)  # the states' centre tap
+        # reads[r]: what row r reads, in the products' dtype
+        reads = features.new_empty(H + 1, K, B, W, dtype=product_dtype)
         inputs = reads[:H, k * hd :]  # (H, k' C, B, W): the inputs' taps, all rows at once
         inputs[:, (kx - 1) * C :].copy_(features.permute(2, 1, 0, 3))  # the centre tap
         _shift_taps(inputs.view(H, kx, C, n), W, kx - 1)
-        reads[0, states] = h0[:, None, None]
-        cells = features.new_empty(H + 1, hd, B, W)  # cells[r + 1]: c of row r
+        reads[0, centre] = h0[:, None, None]
+        state = offset.dtype
+        # the states h in the state's dtype: the centre taps of ``reads`` themselves, unless mixed
+        states = features.new_empty(H, hd, B, W, dtype=state) if mixed else reads[1:, centre]
+        cells = features.new_empty(H + 1, hd, B, W, dtype=state)  # cells[r + 1]: c of row r
         cells[0] = c0[:, None, None]
-        acts = features.new_empty(H, G, B, W)  # sigmoid(o, f, i), tanh(g)
-        tanh_c = features.new_empty(H, hd, B, W)
+        acts = features.new_empty(H, G, B, W, dtype=state)  # sigmoid(o, f, i), tanh(g)
+        tanh_c = features.new_empty(H, hd, B, W, dtype=state)
         for r in range(H):
             _shift_taps(reads[r, : k * hd].view(k, hd, n), W, k // 2)
-            a = acts[r]
+            a = acts[r].view(G, n)
             bias = offset if offset.dim() == 2 else offset[r].view(G, n)
-            torch.addmm(bias, matrix, reads[r].view(K, n), out=a.view(G, n))
-            a[: 3 * hd].sigmoid_()
-            a[3 * hd :].tanh_()
-            o, f, i, g = a.chunk(4)
+            if mixed:  # the product in its dtype, the gates in the state's
+                torch.add(bias, weights @ reads[r].view(K, n), out=a)
+            else:
+                torch.addmm(bias, weights, reads[r].view(K, n), out=a)
+            o, f, i, g = acts[r].chunk(4)
+            acts[r, : 3 * hd].sigmoid_()
+            g.tanh_()
             torch.addcmul(f * cells[r], i, g, out=cells[r + 1])
             torch.tanh(cells[r + 1], out=tanh_c[r])
-            torch.mul(o, tanh_c[r], out=reads[r + 1, states])  # h of row r, read by row r + 1
-        ctx.save_for_backward(matrix, reads, acts, cells, tanh_c)
+            torch.mul(o, tanh_c[r], out=states[r])  # h of row r, read by row r + 1
+            if mixed:
+                reads[r + 1, centre] = states[r]
+        ctx.save_for_backward(weights, reads, acts, cells, tanh_c)
         ctx.k, ctx.taps, ctx.per_pixel_offset = k, kx, offset.dim() != 2
-        return reads[1:, states]
+        return states
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        matrix, reads, acts, cells, tanh_c = ctx.saved_tensors
+        weights, reads, acts, cells, tanh_c = ctx.saved_tensors
         H, G, B, W = acts.shape
-        K, k, kx = matrix.shape[1], ctx.k, ctx.taps
+        K, k, kx = weights.shape[1], ctx.k, ctx.taps
         hd, n = G // 4, B * W
         C = (K - k * hd) // kx
+        mixed = weights.dtype != acts.dtype
         grad_states = grad_states.contiguous()
         grad_gates = grad_states.new_empty(H, G, B, W)
-        grad_reads = grad_states.new_empty(H, K, B, W)
+        # the gates' gradient as the products read it: a copy in their dtype, when mixed
+        grad_products = grad_states.new_empty(H, G, n, dtype=weights.dtype) if mixed else None
+        grad_reads = grad_states.new_empty(H, K, B, W, dtype=weights.dtype)
         dh = grad_states.new_zeros(hd, B, W)  # from row r + 1 (none for the last)
         dc = grad_states.new_zeros(hd, B, W)
         d_matrix = grad_states.new_zeros(G, K)
-        matrix_t = matrix.T.contiguous()
+        weights_t = weights.T.contiguous()
         for r in reversed(range(H)):
             dh += grad_states[r]
             d = grad_gates[r]
             lstm_update_backward(acts[r], tanh_c[r], cells[r], dh, dc, d, dim=0)
             d_flat = d.view(G, n)
-            # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
-            torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
-            torch.mm(matrix_t, d_flat, out=grad_reads[r].view(K, n))
+            if mixed:
+                d_flat = grad_products[r]
+                d_flat.copy_(d.view(G, n))
+            else:  # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
+                torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
+            torch.mm(weights_t, d_flat, out=grad_reads[r].view(K, n))
             # the states of row r - 1, from every tap that read them
-            dh = _unshift_taps(grad_reads[r, : k * hd].view(k, hd, n), W, k // 2).view(hd, B, W)
+            dh = _unshift_taps(grad_reads[r, : k * hd].view(k, hd, n), W, k // 2)
+            dh = dh.to(grad_states.dtype).view(hd, B, W)
+        if mixed:  # every row's weight gradient in one batched product, summed in float32
+            rows = torch.bmm(grad_products, reads[:H].view(H, K, n).transpose(1, 2))
+            d_matrix = rows.to(d_matrix.dtype).sum(0)
         # the inputs of every row, from every tap that read them
         grad_inputs = _unshift_taps(grad_reads[:, k * hd :].view(H, kx, C, n), W, kx - 1)
         grad_features = grad_inputs.view(H, C, B, W).permute(2, 1, 0, 3)
         grad_offset = grad_gates if ctx.per_pixel_offset else grad_gates.sum((0, 2, 3))[:, None]
-        return grad_features, d_matrix, grad_offset, dh.sum((1, 2)), dc.sum((1, 2)), None
+        d_h0, d_c0 = dh.sum((1, 2)), dc.sum((1, 2))
+        return grad_features, d_matrix, grad_offset, d_h0, d_c0, None, None

@@ -104,6 +104,15 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
         return states
 
     monkeypatch.setattr(diagonal_bilstm, "diagonal_recurrence", spy_recurrence)
+    real_rows, products = row_lstm.row_recurrence, []
+
+    def spy_rows(features, *args, **kwargs):  # the Row LSTM's fast path: bf16 products only
+        states = real_rows(features, *args, **kwargs)
+        products.append(kwargs["product_dtype"])
+        seen.append((states.dtype, states.dtype))
+        return states
+
+    monkeypatch.setattr(row_lstm, "row_recurrence", spy_rows)
     torch.manual_seed(0)
     model = build_model(arch, 3, hidden=6, layers=2)
     x = torch.randint(0, 256, (2, 3, 5, 5))
@@ -113,7 +122,15 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     assert features.dtype == torch.bfloat16  # the convolutions do run in bf16
     assert logits.dtype == torch.float32  # the logits, which the loss reads, do not
     assert seen and all(d == (torch.float32, torch.float32) for d in seen)
-    assert len(seen) == (2 if arch == "diagonal_bilstm" else 2 * 5)  # a call per layer / per row
+    assert len(seen) == 2  # one recurrence per layer
+    assert products == ([torch.bfloat16] * 2 if arch == "row_lstm" else [])
+    for layer in model.layers:  # the readable loops too: a call of lstm_update per row / column
+        layer.fast = False
+    seen.clear()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        model(x)
+    assert seen and all(d == (torch.float32, torch.float32) for d in seen)
+    assert len(seen) == 2 * (5 if arch == "row_lstm" else 2 * (5 + 5 - 1))
 
 
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])

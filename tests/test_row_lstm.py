@@ -7,7 +7,7 @@ import torch
 
 from pixelrnn_utils.causality import assert_causal, dependency_map, missing_dependencies
 from pixelrnn_utils.model import build_model
-from pixelrnn_utils.row_lstm import RowLSTM
+from pixelrnn_utils.row_lstm import RowLSTM, row_recurrence
 
 try:
     from fast_paths import assert_same, fast_and_readable
@@ -154,24 +154,73 @@ def test_fast_path_equals_the_readable_layer_outputs_and_gradients(groups, shape
     assert masked.any() and (gp_fast["input_to_state.weight"][masked] == 0).all()
 
 
-def test_fast_path_is_float32_only(monkeypatch):
-    """In float32 the fast path runs (no per-row state-to-state convolution); under autocast the
-    readable loop runs, its convolutions in bf16, and gives the same bits whichever ``fast`` is."""
+def test_fast_path_with_products_in_a_lower_precision():
+    """``product_dtype``: the products in a lower precision, the state in the model's. A float64
+    layer with float32 products matches the all-float64 recurrence to float32 rounding, outputs
+    and every gradient: the mixed path's casts, its separate state buffer and its batched weight
+    gradient are right."""
     torch.manual_seed(0)
-    layer = RowLSTM(12, 6)
-    x = torch.randn(2, 12, 4, 5)
+    layer = RowLSTM(12, 6, learned_initial_state=True, condition_channels=4).double()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.5)
+    x = torch.randn(2, 12, 5, 7, dtype=torch.float64, requires_grad=True)
+    condition = torch.randn(2, 4, 5, 7, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    conv = layer.input_to_state
+    results = []
+    for product_dtype in (None, torch.float32):
+        layer.zero_grad()
+        x.grad = condition.grad = None
+        states = row_recurrence(
+            x,
+            conv.masked_weight()[:, :, 0, :2],
+            layer.state_to_state.weight,
+            conv.bias + layer.state_to_state.bias,
+            layer.condition_bias(condition),
+            layer.h0,
+            layer.c0,
+            product_dtype=product_dtype,
+        )
+        assert states.dtype == torch.float64  # the state keeps the model's dtype
+        (states * probe).sum().backward()
+        grads = [x.grad, condition.grad] + [
+            p.grad for p in layer.parameters() if p.grad is not None
+        ]
+        results.append((states.detach(), [g.clone() for g in grads]))
+    (exact, exact_grads), (mixed, mixed_grads) = results
+    assert (mixed - exact).abs().max() > 0  # the products did run in float32
+    torch.testing.assert_close(mixed, exact, atol=1e-5, rtol=0)
+    assert len(exact_grads) == 10  # x, condition, h0, c0; three convolutions' weights and biases
+    for a, b in zip(mixed_grads, exact_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5 * b.abs().max().item(), rtol=0)
+
+
+def test_fast_path_under_autocast_runs_its_products_in_bf16():
+    """Under bf16 autocast the fast path runs (no per-row state-to-state convolution), its
+    products in bf16 and its state in float32, and stays as close to the readable loop (whose
+    convolutions run in bf16) as two bf16 computations can: the same gradient direction."""
+    torch.manual_seed(0)
+    layer = RowLSTM(128, 64)
+    x = torch.randn(4, 128, 8, 8, requires_grad=True)
     calls = []
     layer.state_to_state.register_forward_hook(lambda *args: calls.append(1))
-    with torch.no_grad():
-        layer(x)
-        assert calls == []
-        outputs = []
-        for fast in (True, False):
-            layer.fast = fast
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                outputs.append(layer(x))
-    assert len(calls) == 2 * 4  # both under autocast: one state-to-state call per row
-    assert torch.equal(outputs[0], outputs[1])
+    results = []
+    for fast in (True, False):
+        layer.fast = fast
+        layer.zero_grad()
+        x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            states = layer.recurrence(x)
+        assert states.dtype == torch.float32
+        (states**2).sum().backward()
+        used = [p.grad.flatten() for p in layer.parameters() if p.grad is not None]  # no output
+        grads = torch.cat([x.grad.flatten(), *used])
+        results.append((states.detach(), grads))
+    assert len(calls) == 8  # the readable loop only: one state-to-state call per row
+    (fast_states, fast_grads), (readable_states, readable_grads) = results
+    assert 0 < (fast_states - readable_states).abs().max() < 0.02
+    assert torch.nn.functional.cosine_similarity(fast_grads, readable_grads, dim=0) > 0.999
 
 
 def test_row_lstm_recurrence_really_uses_the_row_above():
