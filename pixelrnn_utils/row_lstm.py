@@ -32,10 +32,11 @@ of the row above, which gives the Row LSTM its triangular receptive field.
 
 **Two ways to run it.** :meth:`RowLSTM.recurrence` reads like the equations above: the
 input-to-state convolution over the whole map, then a loop over :meth:`RowLSTM.row_step` through
-autograd. In float32 the layer runs :func:`row_recurrence` instead: the same states (up to float
-rounding), faster, with one matrix product per row for both convolutions and a hand-written
-backward. The tests check that the two agree, outputs and gradients. Under autocast (bf16) the
-readable loop runs, its convolutions in bf16.
+autograd (``RowLSTM.fast = False``). By default the layer runs :func:`row_recurrence` instead: the
+same states (up to float rounding), faster, with one matrix product per row for both convolutions
+and a hand-written backward; under autocast its products run in bf16 (or fp16) and its state in
+float32, as the readable loop's convolutions and state do. The tests check that the two agree,
+outputs and gradients.
 """
 
 from __future__ import annotations
