@@ -412,14 +412,15 @@ class _RowRecurrence(torch.autograd.Function):
             else:  # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
                 torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
             torch.mm(weights_t, d_flat, out=grad_reads[r].view(K, n))
-            # the states of row r - 1, from every tap that read them
-            dh = _unshift_taps(grad_reads[r, : k * hd].view(k, hd, n), W, k // 2)
-            dh = dh.to(grad_states.dtype).view(hd, B, W)
+            # the states of row r - 1, from every tap that read them (summed in the state's dtype)
+            taps = grad_reads[r, : k * hd].view(k, hd, n).to(grad_states.dtype)
+            dh = _unshift_taps(taps, W, k // 2).view(hd, B, W)
         if mixed:  # every row's weight gradient in one batched product, summed in float32
             rows = torch.bmm(grad_products, reads[:H].view(H, K, n).transpose(1, 2))
             d_matrix = rows.to(d_matrix.dtype).sum(0)
         # the inputs of every row, from every tap that read them
-        grad_inputs = _unshift_taps(grad_reads[:, k * hd :].view(H, kx, C, n), W, kx - 1)
+        taps = grad_reads[:, k * hd :].view(H, kx, C, n).to(grad_states.dtype)
+        grad_inputs = _unshift_taps(taps, W, kx - 1)
         grad_features = grad_inputs.view(H, C, B, W).permute(2, 1, 0, 3)
         grad_offset = grad_gates if ctx.per_pixel_offset else grad_gates.sum((0, 2, 3))[:, None]
         d_h0, d_c0 = dh.sum((1, 2)), dc.sum((1, 2))
