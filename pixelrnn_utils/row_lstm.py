@@ -139,7 +139,7 @@ def initial_states(
 class RowLSTM(nn.Module):
     """Row LSTM with residual connection: ``(B, 2h, H, W) -> (B, 2h, H, W)``."""
 
-    fast: bool = True  # float32: the recurrence as :func:`row_recurrence` (see recurrence())
+    fast: bool = True  # the recurrence as :func:`row_recurrence` (False: the readable loop)
 
     def __init__(
         self,
@@ -192,12 +192,11 @@ class RowLSTM(nn.Module):
             autocast = torch.is_autocast_enabled(device)
             extra = None if condition is None else self.condition_bias(condition)
             conv, taps = self.input_to_state, self.input_to_state.kernel_size[1] // 2 + 1
+            input_weight = conv.masked_weight()[:, :, 0, :taps]  # mask B: the rest are 0
             with torch.autocast(device, enabled=False):
                 return row_recurrence(
                     x,
-                    conv.masked_weight()[
-                        :, :, 0, :taps
-                    ],  # mask B: the taps right of the centre are 0
+                    input_weight,
                     self.state_to_state.weight,
                     conv.bias + self.state_to_state.bias,
                     extra,
@@ -260,7 +259,6 @@ def row_recurrence(
     dtype = state_dtype(features)
     G, hd, k = state_weight.shape
     C, kx = input_weight.shape[1], input_weight.shape[2]
-    B, _, H, W = features.shape
     # (4h, n, taps) -> (4h, taps n): the columns of one product, in the order of ``reads``
     matrix = torch.cat(
         [
@@ -334,12 +332,10 @@ class _RowRecurrence(torch.autograd.Function):
         c_r = f * c_{r-1} + i * g;  h_r = o * tanh(c_r)
 
     Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r: the LSTM
-    update's derivatives d (:func:`lstm_update_backward`), then
-
-        d_matrix += d @ reads[r]^T;  d_reads[r] = matrix^T @ d
-
-    and the states' part of ``d_reads[r]``, its taps moved back (:func:`_unshift_taps`), is the
-    gradient of the states of row r - 1.
+    update's derivatives d (:func:`lstm_update_backward`), then ``d_reads[r] = matrix^T @ d``,
+    whose states' part, its taps moved back (:func:`_unshift_taps`), is the gradient of the
+    states of row r - 1. After the loop ``d_matrix`` = the sum over rows of ``d @ reads[r]^T``,
+    one batched product.
     """
 
     @staticmethod
@@ -394,30 +390,27 @@ class _RowRecurrence(torch.autograd.Function):
         mixed = weights.dtype != acts.dtype
         grad_states = grad_states.contiguous()
         grad_gates = grad_states.new_empty(H, G, B, W)
-        # the gates' gradient as the products read it: a copy in their dtype, when mixed
-        grad_products = grad_states.new_empty(H, G, n, dtype=weights.dtype) if mixed else None
+        # the gates' gradient as the products read it: itself, or a copy in their dtype if mixed
+        grad_products = grad_gates.view(H, G, n)
+        if mixed:
+            grad_products = grad_states.new_empty(H, G, n, dtype=weights.dtype)
         grad_reads = grad_states.new_empty(H, K, B, W, dtype=weights.dtype)
         dh = grad_states.new_zeros(hd, B, W)  # from row r + 1 (none for the last)
         dc = grad_states.new_zeros(hd, B, W)
-        d_matrix = grad_states.new_zeros(G, K)
         weights_t = weights.T.contiguous()
         for r in reversed(range(H)):
             dh += grad_states[r]
             d = grad_gates[r]
             lstm_update_backward(acts[r], tanh_c[r], cells[r], dh, dc, d, dim=0)
-            d_flat = d.view(G, n)
             if mixed:
-                d_flat = grad_products[r]
-                d_flat.copy_(d.view(G, n))
-            else:  # addmm with out=, not addmm_: torch.utils.flop_counter counts the former only
-                torch.addmm(d_matrix, d_flat, reads[r].view(K, n).T, out=d_matrix)
-            torch.mm(weights_t, d_flat, out=grad_reads[r].view(K, n))
+                grad_products[r].copy_(d.view(G, n))
+            torch.mm(weights_t, grad_products[r], out=grad_reads[r].view(K, n))
             # the states of row r - 1, from every tap that read them (summed in the state's dtype)
             taps = grad_reads[r, : k * hd].view(k, hd, n).to(grad_states.dtype)
             dh = _unshift_taps(taps, W, k // 2).view(hd, B, W)
-        if mixed:  # every row's weight gradient in one batched product, summed in float32
-            rows = torch.bmm(grad_products, reads[:H].view(H, K, n).transpose(1, 2))
-            d_matrix = rows.to(d_matrix.dtype).sum(0)
+        # every row's weight gradient in one batched product, summed in the state's dtype
+        rows = torch.bmm(grad_products, reads[:H].view(H, K, n).transpose(1, 2))
+        d_matrix = rows.to(grad_states.dtype).sum(0)
         # the inputs of every row, from every tap that read them
         taps = grad_reads[:, k * hd :].view(H, kx, C, n).to(grad_states.dtype)
         grad_inputs = _unshift_taps(taps, W, kx - 1)
