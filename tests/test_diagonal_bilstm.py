@@ -291,7 +291,10 @@ def test_fast_path_equals_the_readable_layer_outputs_and_gradients(groups, shape
 
 def test_fast_path_in_float32_and_under_autocast():
     """float32: equal to the readable layer to float tolerance. Under bf16 autocast the fast path
-    keeps its whole recurrence in float32, so it is at least as close to the float32 result."""
+    runs its whole recurrence in float32: its states are the float32 states, whatever the CPU;
+    only the output projection runs in bf16. Both paths' bf16 outputs stay within bf16's
+    rounding of the float32 result (1 % of its scale; measured 0.13 %). Which of two bf16
+    errors is the smaller depends on the CPU's kernels, so it is not compared."""
     torch.manual_seed(0)
     layer = DiagonalBiLSTM(12, 6, 3, learned_initial_state=True)
     _livelier(layer)
@@ -299,15 +302,20 @@ def test_fast_path_in_float32_and_under_autocast():
     image = torch.rand(2, 3, 6, 6) * 2 - 1
     with torch.no_grad():
         fast = layer(x, image)
+        states = layer.both_directions(x, image)
         layer.fast = False
         slow = layer(x, image)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             slow_bf16 = layer(x, image)
             layer.fast = True
             fast_bf16 = layer(x, image)
+            states_bf16 = layer.both_directions(x, image)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
-    assert fast_bf16.dtype == torch.float32
-    assert (fast_bf16 - fast).abs().max() <= (slow_bf16.float() - slow).abs().max()
+    assert fast_bf16.dtype == states_bf16.dtype == torch.float32
+    assert torch.equal(states_bf16, states)  # the recurrence ignores autocast
+    bound = 0.01 * fast.abs().max()
+    assert 0 < (fast_bf16 - fast).abs().max() < bound  # the output projection did run in bf16
+    assert 0 < (slow_bf16.float() - slow).abs().max() < bound
 
 
 def test_a_subclass_that_redefines_right_map_is_used():
