@@ -42,6 +42,7 @@ outputs and gradients.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .conditioning import condition_bias_conv
@@ -235,186 +236,148 @@ def row_recurrence(
     c0: torch.Tensor | None = None,
     product_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """A whole Row LSTM recurrence, one matrix product per row; the fast path of :class:`RowLSTM`.
+    """A whole Row LSTM recurrence in few, large operations; the fast path of :class:`RowLSTM`.
 
     ``features`` ``(B, C, H, W)``: the layer's input; ``input_weight`` ``(4h, C, k')``: the
     input-to-state kernel (masked) up to its centre, tap t reading the column k' - 1 - t to
     the left; ``state_weight`` ``(4h, h, k)``: the state-to-state kernel; ``bias`` ``(4h,)``:
     both convolutions' biases; ``extra`` ``(B, 4h, H, W)``: added to the gates (the
     conditioning), or None; ``h0``, ``c0`` ``(h,)``: learned initial states, or None for zero;
-    ``product_dtype``: the dtype of the matrix products (bf16 or fp16 under mixed precision;
-    None: the state's). Returns the hidden states ``(B, h, H, W)``, what the readable loop of
+    ``product_dtype``: the dtype of the products (bf16 or fp16 under mixed precision; None: the
+    state's). Returns the hidden states ``(B, h, H, W)``, what the readable loop of
     :meth:`RowLSTM.recurrence` computes (the tests check outputs and gradients), in the
-    state's dtype (float32; float64 for a float64 model). What makes it faster:
+    state's dtype (float32; float64 for a float64 model). What makes it fast:
 
-    * **one matrix product per row** for all the gates, ``[W_ss | W_is]`` times ``[the k
-      shifted copies of the previous row's states; the k' shifted copies of this row's
-      inputs]``: the input-to-state convolution is no separate pass, and every product is
-      large enough to run near the processor's peak rate;
-    * the map is stored row first, ``(H, features, B, W)``: every row is one contiguous block
-      that the products and the LSTM's element-wise operations read in order;
-    * a **hand-written backward** (:class:`_RowRecurrence`): a few operations per row instead of
-      the few dozen that autograd records.
+    * the **input-to-state** convolution of every row is one convolution before the loop (it
+      does not depend on the recurrence); inside the loop, one matrix product per row computes
+      the state-to-state convolution;
+    * every row is stored **padded**: each image's row of W columns has k // 2 columns of zeros
+      on either side, so the k taps of a state are k overlapping views of one flat buffer, and
+      one copy lays them out for the product (no per-row shifting or zeroing). The gates
+      computed at the padding columns are never used: their output gate is set to
+      sigmoid(-inf) = 0 there, so the state they write into the padding is exactly 0;
+    * the layout is feature first, ``(features, B x padded W)``: the gates o, f, i, g are
+      contiguous blocks, and the product reads and writes whole rows of them;
+    * a **hand-written backward** (:class:`_RowRecurrence`) of seven operations per row.
+
+    Under mixed precision the products (and the gates' pre-activations, as the readable loop's
+    bf16 convolutions give them) are in ``product_dtype``; the LSTM state c, the hidden state h
+    and the activations are in the state's dtype.
     """
     dtype = state_dtype(features)
-    G, hd, k = state_weight.shape
-    C, kx = input_weight.shape[1], input_weight.shape[2]
-    # (4h, n, taps) -> (4h, taps n): the columns of one product, in the order of ``reads``
-    matrix = torch.cat(
-        [
-            state_weight.permute(0, 2, 1).reshape(G, k * hd),
-            input_weight.permute(0, 2, 1).reshape(G, kx * C),
-        ],
-        dim=1,
-    ).to(dtype)
-    # the gates' additive term: the bias, or the bias and ``extra`` in the (H, 4h, B, W) layout
-    if extra is None:
-        offset = bias.to(dtype)[:, None]
-    else:
-        offset = (extra.to(dtype) + bias.to(dtype)[:, None, None]).permute(2, 1, 0, 3).contiguous()
-    zeros = matrix.new_zeros(hd)
-    h0 = zeros if h0 is None else h0.to(dtype)
-    c0 = zeros if c0 is None else c0.to(dtype)
     product_dtype = product_dtype or dtype
-    states = _RowRecurrence.apply(features, matrix, offset, h0, c0, k, product_dtype)
-    return states.permute(2, 1, 0, 3)
-
-
-def _shift_taps(taps: torch.Tensor, width: int, centre: int) -> None:
-    """Fill the taps of ``taps`` ``(..., k, n, B W)`` from tap ``centre``, a row of n maps.
-
-    Tap t, column j, holds column j + t - centre of the same image, zero outside the row
-    (a convolution's zero padding). A shift of the flat ``B W`` axis moves every image's row at
-    once; the columns it carries across from a neighbouring image are then set to zero.
-    """
-    k, size = taps.shape[-3], taps.shape[-1]
-    source = taps[..., centre, :, :]
-    for t in range(k):
-        off = t - centre
-        tap = taps[..., t, :, :]
-        per_image = tap.unflatten(-1, (size // width, width))
-        if off < 0:  # the first -off columns of each image read the padding
-            tap[..., -off:] = source[..., : size + off]
-            per_image[..., :-off] = 0
-        elif off > 0:  # the last off columns of each image read the padding
-            tap[..., : size - off] = source[..., off:]
-            per_image[..., width - off :] = 0
-
-
-def _unshift_taps(grad: torch.Tensor, width: int, centre: int) -> torch.Tensor:
-    """The backward of :func:`_shift_taps`: the gradient ``(..., n, B W)`` of tap ``centre``'s
-    maps from every tap's gradient ``grad`` ``(..., k, n, B W)``, each moved back to the column
-    it read (what the padding received is dropped). Changes ``grad``."""
-    k, size = grad.shape[-3], grad.shape[-1]
-    out = grad[..., centre, :, :].clone()
-    for t in range(k):
-        off = t - centre
-        tap = grad[..., t, :, :]
-        per_image = tap.unflatten(-1, (size // width, width))
-        if off < 0:
-            per_image[..., :-off] = 0
-            out[..., : size + off] += tap[..., -off:]
-        elif off > 0:
-            per_image[..., width - off :] = 0
-            out[..., off:] += tap[..., : size - off]
-    return out
+    B, C, H, W = features.shape
+    G, hd, k = state_weight.shape
+    pad, taps = k // 2, input_weight.shape[2]
+    P = W + 2 * pad  # a padded row of one image
+    n, N = B * P, H * B * P  # columns of one row, of the whole map
+    # The input-to-state convolution of every row, as one product over the whole map in the
+    # padded layout (C, H, B, W + 2 pad): tap t of column q reads column q - pad + t, which
+    # is t positions on in the map shifted right by pad (zeros come from the padding).
+    padded = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (pad, pad)).reshape(C * N)
+    shifted = F.pad(padded, (pad, 0))
+    inputs = torch.stack([shifted[t : t + C * N] for t in range(taps)]).view(taps * C, N)
+    input_matrix = input_weight.permute(0, 2, 1).reshape(G, taps * C).to(product_dtype)
+    # every bias, and the output gate at the padding columns: -inf, so that the state there is
+    # h = sigmoid(-inf) tanh(c) = 0, the zero padding the next row's taps read
+    closed = bias.to(product_dtype)[:, None, None, None].repeat(1, 1, 1, P)
+    closed[: G // 4, ..., :pad] = closed[: G // 4, ..., pad + W :] = float("-inf")
+    gates_in = (input_matrix @ inputs).view(G, H, B, P) + closed
+    if extra is not None:
+        gates_in = gates_in + F.pad(extra.to(product_dtype), (pad, pad)).permute(1, 2, 0, 3)
+    matrix = state_weight.permute(0, 2, 1).reshape(G, k * hd).to(dtype)  # tap-major
+    h_init, c_init = (
+        F.pad(s.to(dtype)[:, None, None].expand(hd, B, W), (pad, pad)).reshape(hd, n)
+        if s is not None
+        else features.new_zeros(hd, n, dtype=dtype)
+        for s in (h0, c0)
+    )
+    gates_in = gates_in.view(G, H, n).transpose(0, 1)  # (H, 4h, B P): row r is gates_in[r]
+    states = _RowRecurrence.apply(gates_in, matrix, h_init, c_init)  # (H, h, B P)
+    return states.view(H, hd, B, P)[..., pad : pad + W].permute(2, 1, 0, 3)
 
 
 class _RowRecurrence(torch.autograd.Function):
     """The row loop of :func:`row_recurrence`, its backward written out by hand.
 
-    Forward, row r, for every image and column at once; ``reads[r]`` stacks the k shifted
-    copies of the states of row r - 1 (row -1: ``h0``, ``c0``) and the k' shifted copies of the
-    inputs of row r, each zero outside the row:
+    ``gates_in`` ``(H, 4h, n)``: every row's input-to-state gates (n = B x padded W columns),
+    ``matrix`` ``(4h, k h)``: the state-to-state kernel, tap-major; ``h_init``, ``c_init``
+    ``(h, n)``: the states of row -1. Forward, row r, for every image and column at once
+    (``taps[r]``: the k shifted copies of the states of row r - 1, zero outside the row):
 
-        gates = offset[r] + matrix @ reads[r]
+        gates = gates_in[r] + matrix @ taps[r]
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
         c_r = f * c_{r-1} + i * g;  h_r = o * tanh(c_r)
 
-    Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r: the LSTM
-    update's derivatives d (:func:`lstm_update_backward`), then ``d_reads[r] = matrix^T @ d``,
-    whose states' part, its taps moved back (:func:`_unshift_taps`), is the gradient of the
-    states of row r - 1. After the loop ``d_matrix`` = the sum over rows of ``d @ reads[r]^T``,
-    one batched product.
+    Backward walks the rows in reverse with the gradients dh, dc of h_r and c_r. The LSTM's
+    derivatives are products of the dh and dc of the row with factors that the forward pass
+    fixed; those factors are computed for all rows at once before the loop, so that a row takes
+    four operations (``d`` the gates' gradient):
+
+        dc += dh * o (1 - tanh(c)^2)
+        d_o = dh * tanh(c) o (1 - o)
+        [d_f, d_i, d_g] = dc * [c_{r-1} f (1 - f), g i (1 - i), i (1 - g^2)]
+        dc *= f                                 (the gradient of c_{r-1})
+
+    then ``d_taps = matrix^T @ d``, whose k taps, moved back to the columns they read and
+    summed, are the gradient of h_{r-1}. After the loop ``d_matrix`` = the sum over rows of
+    ``d @ taps[r]^T`` (one batched product) and the gradient of ``gates_in`` is ``d`` itself.
     """
 
     @staticmethod
-    def forward(ctx, features, matrix, offset, h0, c0, k, product_dtype):  # noqa: ANN001, ANN205
-        B, C, H, W = features.shape
-        G, K = matrix.shape
-        hd, n = G // 4, B * W
-        kx = (K - k * hd) // C
-        mixed = product_dtype != offset.dtype  # products in bf16/fp16, the state in float32
-        weights = matrix.to(product_dtype)
-        centre = slice((k // 2) * hd, (k // 2 + 1) * hd)  # the states' centre tap
-        # reads[r]: what row r reads, in the products' dtype
-        reads = features.new_empty(H + 1, K, B, W, dtype=product_dtype)
-        inputs = reads[:H, k * hd :]  # (H, k' C, B, W): the inputs' taps, all rows at once
-        inputs[:, (kx - 1) * C :].copy_(features.permute(2, 1, 0, 3))  # the centre tap
-        _shift_taps(inputs.view(H, kx, C, n), W, kx - 1)
-        reads[0, centre] = h0[:, None, None]
-        state = offset.dtype
-        # the states h in the state's dtype: the centre taps of ``reads`` themselves, unless mixed
-        states = features.new_empty(H, hd, B, W, dtype=state) if mixed else reads[1:, centre]
-        cells = features.new_empty(H + 1, hd, B, W, dtype=state)  # cells[r + 1]: c of row r
-        cells[0] = c0[:, None, None]
-        acts = features.new_empty(H, G, B, W, dtype=state)  # sigmoid(o, f, i), tanh(g)
-        tanh_c = features.new_empty(H, hd, B, W, dtype=state)
+    def forward(ctx, gates_in, matrix, h_init, c_init):  # noqa: ANN001, ANN205
+        H, G, n = gates_in.shape
+        hd, k = G // 4, matrix.shape[1] // (G // 4)
+        pad = k // 2
+        weights = matrix.to(gates_in.dtype)  # the products' dtype; the gradient stays matrix's
+        # hs[r + 1]: the states h of row r, flat, with ``pad`` zeros before and after
+        hs = h_init.new_zeros(H + 1, hd * n + 2 * pad)
+        hs[0, pad : pad + hd * n] = h_init.flatten()
+        taps = gates_in.new_empty(H, k, hd, n)  # what row r's product reads, in its dtype
+        gates = gates_in.new_empty(G, n)
+        acts = h_init.new_empty(H, 4, hd, n)  # sigmoid(o, f, i), tanh(g)
+        cells = h_init.new_empty(H + 1, hd, n)  # cells[r + 1]: c of row r
+        cells[0] = c_init
+        tanh_c = h_init.new_empty(H, hd, n)
         for r in range(H):
-            _shift_taps(reads[r, : k * hd].view(k, hd, n), W, k // 2)
-            a = acts[r].view(G, n)
-            bias = offset if offset.dim() == 2 else offset[r].view(G, n)
-            if mixed:  # the product in its dtype, the gates in the state's
-                torch.add(bias, weights @ reads[r].view(K, n), out=a)
-            else:
-                torch.addmm(bias, weights, reads[r].view(K, n), out=a)
-            o, f, i, g = acts[r].chunk(4)
-            acts[r, : 3 * hd].sigmoid_()
-            g.tanh_()
+            # tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
+            taps[r] = hs[r].as_strided((k, hd, n), (1, n, 1), hs[r].storage_offset())
+            torch.addmm(gates_in[r], weights, taps[r].view(k * hd, n), out=gates)
+            torch.sigmoid(gates[: 3 * hd].view(3, hd, n), out=acts[r, :3])
+            torch.tanh(gates[3 * hd :], out=acts[r, 3])
+            o, f, i, g = acts[r]
             torch.addcmul(f * cells[r], i, g, out=cells[r + 1])
             torch.tanh(cells[r + 1], out=tanh_c[r])
-            torch.mul(o, tanh_c[r], out=states[r])  # h of row r, read by row r + 1
-            if mixed:
-                reads[r + 1, centre] = states[r]
-        ctx.save_for_backward(weights, reads, acts, cells, tanh_c)
-        ctx.k, ctx.taps, ctx.per_pixel_offset = k, kx, offset.dim() != 2
-        return states
+            torch.mul(o, tanh_c[r], out=hs[r + 1, pad : pad + hd * n].view(hd, n))
+        ctx.save_for_backward(weights, taps, acts, cells, tanh_c)
+        return hs[1:, pad : pad + hd * n].view(H, hd, n)
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        weights, reads, acts, cells, tanh_c = ctx.saved_tensors
-        H, G, B, W = acts.shape
-        K, k, kx = weights.shape[1], ctx.k, ctx.taps
-        hd, n = G // 4, B * W
-        C = (K - k * hd) // kx
-        mixed = weights.dtype != acts.dtype
-        grad_states = grad_states.contiguous()
-        grad_gates = grad_states.new_empty(H, G, B, W)
-        # the gates' gradient as the products read it: itself, or a copy in their dtype if mixed
-        grad_products = grad_gates.view(H, G, n)
-        if mixed:
-            grad_products = grad_states.new_empty(H, G, n, dtype=weights.dtype)
-        grad_reads = grad_states.new_empty(H, K, B, W, dtype=weights.dtype)
-        dh = grad_states.new_zeros(hd, B, W)  # from row r + 1 (none for the last)
-        dc = grad_states.new_zeros(hd, B, W)
+        weights, taps, acts, cells, tanh_c = ctx.saved_tensors
+        H, _, hd, n = acts.shape
+        k = taps.shape[1]
+        pad = k // 2
+        # the factors of the LSTM's derivatives, every row at once (see the class docstring)
+        o, f, i, g = acts.unbind(1)
+        d_o_of_dh = (o - o * o) * tanh_c
+        dc_of_dh = o - o * tanh_c * tanh_c
+        of_dc = torch.stack([(f - f * f) * cells[:H], (i - i * i) * g, i - i * g * g], 1)
+        grad_gates = grad_states.new_empty(H, 4, hd, n, dtype=weights.dtype)
+        d_taps = grad_states.new_zeros(k, hd, n, dtype=weights.dtype)
+        dc = grad_states.new_zeros(hd, n)
         weights_t = weights.T.contiguous()
         for r in reversed(range(H)):
-            dh += grad_states[r]
-            d = grad_gates[r]
-            lstm_update_backward(acts[r], tanh_c[r], cells[r], dh, dc, d, dim=0)
-            if mixed:
-                grad_products[r].copy_(d.view(G, n))
-            torch.mm(weights_t, grad_products[r], out=grad_reads[r].view(K, n))
-            # the states of row r - 1, from every tap that read them (summed in the state's dtype)
-            taps = grad_reads[r, : k * hd].view(k, hd, n).to(grad_states.dtype)
-            dh = _unshift_taps(taps, W, k // 2).view(hd, B, W)
-        # every row's weight gradient in one batched product, summed in the state's dtype
-        rows = torch.bmm(grad_products, reads[:H].view(H, K, n).transpose(1, 2))
-        d_matrix = rows.to(grad_states.dtype).sum(0)
-        # the inputs of every row, from every tap that read them
-        taps = grad_reads[:, k * hd :].view(H, kx, C, n).to(grad_states.dtype)
-        grad_inputs = _unshift_taps(taps, W, kx - 1)
-        grad_features = grad_inputs.view(H, C, B, W).permute(2, 1, 0, 3)
-        grad_offset = grad_gates if ctx.per_pixel_offset else grad_gates.sum((0, 2, 3))[:, None]
-        d_h0, d_c0 = dh.sum((1, 2)), dc.sum((1, 2))
-        return grad_features, d_matrix, grad_offset, d_h0, d_c0, None, None
+            # dh: the gradient of h_r from the loss and from row r + 1's k taps; tap t of column
+            # p read h of column p + t - pad, so it is found at t (hd n) + j n + p - t + pad
+            moved = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
+            dh = grad_states[r] + moved
+            dc.addcmul_(dh, dc_of_dh[r])
+            torch.mul(dh, d_o_of_dh[r], out=grad_gates[r, 0])
+            torch.mul(of_dc[r], dc, out=grad_gates[r, 1:])
+            dc.mul_(f[r])
+            torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
+        d_h_init = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
+        grad = grad_gates.view(H, 4 * hd, n)
+        d_matrix = torch.bmm(grad, taps.view(H, k * hd, n).transpose(1, 2)).sum(0, dtype=dc.dtype)
+        return grad, d_matrix, d_h_init, dc
