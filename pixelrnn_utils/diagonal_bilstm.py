@@ -54,8 +54,8 @@ from .masks import MaskedConv2d
 from .row_lstm import (
     initial_state_parameters,
     initial_states,
+    lstm_derivative_factors,
     lstm_update,
-    lstm_update_backward,
     state_dtype,
 )
 
@@ -329,42 +329,51 @@ def diagonal_recurrence(
     What makes it faster than running :class:`DiagonalLSTM` twice (``benchmarks/
     diagonal_bilstm_speed.py`` measures it):
 
-    * **both directions** in one loop: W + H - 1 steps per layer instead of 2 (W + H - 1);
-    * **one matrix product per column** for all the gates: ``[W_ss | W_is | bias]`` times
-      ``[state of row r - 1; state of row r; inputs; 1]``, batched over the directions. The
-      input-to-state convolution is no separate pass whose output (4h maps) must be skewed: the
-      inputs (K maps, fewer) are skewed instead, straight into the buffer the products read;
+    * **both directions** in one loop of W + H - 1 steps per layer: the D directions are one LSTM
+      of D h state features whose state-to-state kernel is block diagonal (no direction reads
+      another's state);
+    * the **input-to-state** products of every pixel are one product before the loop (they do
+      not depend on the recurrence); a column then takes two products, one with the states
+      above, one with the states beside;
     * **only the pixels of the image**: column t of the skewed map holds the pixels of rows
       max(0, t - W + 1) .. min(t, H - 1), half of its H rows on average, and every operation of
-      the column runs on those rows alone; nothing outside the image is computed or masked;
-    * the skewed map is stored column first, ``(S, D, features, H, B)``: the rows of a column are
-      one block, and a pixel's B images are contiguous, so that the skew is a copy of contiguous
-      runs (pixel (r, j) is column r + j; :func:`_image_in_skewed`);
-    * a **hand-written backward** (:class:`_DiagonalRecurrence`): a few operations per column
-      instead of the few dozen autograd records for two directions.
+      the column runs on those rows alone;
+    * the skewed map is stored **position first**, ``(S, H, B, features)``: the rows of a column
+      are one contiguous block, and so are the states above them (the same block one row up);
+    * a **hand-written backward** (:class:`_DiagonalRecurrence`) of six operations per column.
     """
-    D, G, _, _ = state_to_state.shape
-    hd = G // 4
-    # (D, 4h, h, 2) -> (D, 4h, 2h): columns [0, h) multiply the state above, [h, 2h) the one beside
-    above_beside = state_to_state.permute(0, 1, 3, 2).reshape(D, G, 2 * hd)
-    weight = torch.cat([above_beside, input_weight, bias[:, :, None]], 2)
-    zeros = bias.new_zeros(D, hd)
+    zeros = bias.new_zeros(state_to_state.shape[0], state_to_state.shape[2])
+    learned = h0 is not None
     h0 = zeros if h0 is None else h0
-    c0 = zeros if c0 is None else c0
-    # (D, B, K, H, W) -> (D, K, H, W, B): the layout of the skewed buffer, a pixel's images last
-    states = _DiagonalRecurrence.apply(inputs.permute(0, 2, 3, 4, 1), weight, h0, c0)
-    return states.permute(0, 4, 1, 2, 3)  # (D, h, H, W, B) -> (D, B, h, H, W)
+    c0 = bias.new_zeros(zeros.shape) if c0 is None else c0
+    # (D, B, K, H, W) -> (D, K, H, W, B): an image's B copies of a pixel side by side
+    states = _DiagonalRecurrence.apply(
+        inputs.permute(0, 2, 3, 4, 1), input_weight, bias, state_to_state, h0, c0, learned
+    )  # (H, W, B, D, h)
+    return states.permute(3, 2, 4, 0, 1)
 
 
-def _image_in_skewed(buffer: torch.Tensor, width: int) -> torch.Tensor:
-    """The view ``(D, n, H, W, B)`` of a skewed buffer ``(S, D, n, H, B)``: pixel (r, j) is at column r + j.
+def _image_in_skewed(
+    buffer: torch.Tensor, height: int, width: int, column: int = 0, row: int = 0
+) -> torch.Tensor:
+    """The view ``(height, width, ...)`` of a skewed buffer ``(columns, rows, ...)``: pixel (r, j)
+    is at column r + j + ``column``, row r + ``row``.
 
     Moving one row down moves one column right as well, so the row stride is the buffer's row
     stride plus its column stride.
     """
-    S, D, n, H, B = buffer.shape
-    sS, sD, sn, sH, sB = buffer.stride()
-    return buffer.as_strided((D, n, H, width, B), (sD, sn, sH + sS, sS, sB))
+    s_column, s_row, *rest = buffer.stride()
+    return buffer.as_strided(
+        (height, width, *buffer.shape[2:]),
+        (s_column + s_row, s_column, *rest),
+        buffer.storage_offset() + column * s_column + row * s_row,
+    )
+
+
+def _direction_blocks(kernels: torch.Tensor) -> torch.Tensor:
+    """The diagonal blocks ``(2, h, 4, h, D)`` of block-diagonal kernels ``(2, D, h, 4, D, h)``:
+    direction d's own entries (rows of direction d, columns of direction d), for every d."""
+    return torch.diagonal(kernels, dim1=1, dim2=4)
 
 
 def _rows_in_image(t: int, height: int, width: int) -> tuple[int, int]:
@@ -375,96 +384,125 @@ def _rows_in_image(t: int, height: int, width: int) -> tuple[int, int]:
 class _DiagonalRecurrence(torch.autograd.Function):
     """The column loop of :func:`diagonal_recurrence` with its backward written out by hand.
 
-    Forward, column t of the skewed map, for every direction, image and row r of the image at
-    once (``[a; b; c]``: the features of a, b and c stacked):
+    Forward, column t of the skewed map, for every image and row r of the image at once, with
+    F = D h state features (both directions) and 4F gates:
 
-        gates = weight @ [h_{t-1}(r - 1); h_{t-1}(r); x_t(r); 1]     (h_{t-1}(-1) = h0)
-        o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
+        gates = pre_t(r) + h_{t-1}(r - 1) @ above + h_{t-1}(r) @ beside   (h_{t-1}(-1) = h0)
+        o, f, i = sigmoid(gates[:3F]);  g = tanh(gates[3F:])
         c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
 
-    Pixel (t, 0), the first of its row, is the last row of column t; it reads the initial state
-    (h0, c0) beside it, as row t of column t - 1. ``reads`` holds what every column read; the
-    states of column t are written straight into column t + 1's "beside" block.
+    ``pre`` holds every pixel's input-to-state product and bias, computed before the loop.
+    Pixel (t, 0), the first of its row, is the last row of column t; it reads the initial
+    state (h0, c0) beside it, placed in the buffers before the loop.
 
-    Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t: the LSTM
-    update's derivatives d (:func:`~pixelrnn_utils.row_lstm.lstm_update_backward`), then
-
-        [dh_above; dh_beside; dx_t; _] = weight^T @ d;  d_weight += d @ read^T
-
-    The gradients that reach the initial state (pixels (r, 0) beside, row 0 above) go to h0, c0.
+    Backward walks the columns in reverse with the gradients dh, dc of h_t and c_t. The LSTM's
+    derivatives are products of dh and dc with factors the forward pass fixed, computed for all
+    columns at once before the loop (as in :class:`~pixelrnn_utils.row_lstm._RowRecurrence`);
+    a column then takes six operations: dh (the loss's share, placed before the loop, plus what
+    the next column's rows read above and beside), dc += dh * o (1 - tanh(c)^2), the gates'
+    gradient d in place of the factors, dc *= f, and ``[d_above; d_beside] = d @ [above;
+    beside]^T``. The weight gradients are products over every pixel after the loop.
     """
 
     @staticmethod
-    def forward(ctx, inputs, weight, h0, c0):  # noqa: ANN001, ANN205
+    def forward(ctx, inputs, input_weight, bias, state_to_state, h0, c0, learned):  # noqa: ANN001, ANN205
         D, K, H, W, B = inputs.shape
-        S, G, R = W + H - 1, weight.shape[1], weight.shape[2]
-        hd = G // 4
-        # what each column read: [above; beside; inputs; 1]; reads[t + 1] holds column t's states
-        reads = inputs.new_empty(S + 1, D, R, H, B)
-        _image_in_skewed(reads[:S, :, 2 * hd : R - 1], W).copy_(inputs)
-        reads[:, :, R - 1] = 1  # the bias's input
-        reads[:, :, :hd, 0] = h0[:, :, None]  # above row 0: h0, in every column
-        first = torch.arange(H, device=inputs.device)  # pixel (r, 0) is row r of column r ...
-        reads[first, :, hd : 2 * hd, first] = h0[None, :, :, None]  # ... beside it: h0, c0
-        cells = inputs.new_empty(S + 1, D, hd, H, B)  # cells[t + 1]: c of column t
-        cells[first, :, :, first] = c0[None, :, :, None]
-        acts = inputs.new_empty(S, D, G, H, B)  # sigmoid(o, f, i), tanh(g)
-        tanh_c = inputs.new_empty(S, D, hd, H, B)
+        S, hd = W + H - 1, state_to_state.shape[2]
+        F, F4 = D * hd, 4 * D * hd
+        # the state-to-state kernels of the D directions as one block-diagonal matrix per tap:
+        # rows (direction, feature read), columns (gate, direction, feature), zero where one
+        # direction would read another's state
+        kernels = state_to_state.new_zeros(2, D, hd, 4, D, hd)
+        _direction_blocks(kernels).copy_(
+            state_to_state.view(D, 4, hd, hd, 2).permute(4, 3, 1, 2, 0)
+        )
+        above, beside = kernels.view(2, F, F4)
+        # every pixel's input-to-state gates, (D, 4h, H W B) -> the skewed (S, H, B, 4, D, h)
+        flat_inputs = inputs.reshape(D, K, H * W * B)
+        gates_in = torch.baddbmm(bias[:, :, None], input_weight, flat_inputs)
+        pre = inputs.new_empty(S, H, B, 4, D, hd)
+        _image_in_skewed(pre, H, W).copy_(
+            gates_in.view(D, 4, hd, H, W, B).permute(3, 4, 5, 1, 0, 2)
+        )
+        pre = pre.view(S, H, B, F4)
+        acts = inputs.new_empty(S, H, B, F4)  # sigmoid(o, f, i), tanh(g)
+        # hs[t + 1, r + 1]: h of column t, row r; row 0 is the state above row 0 (h0)
+        hs = inputs.new_empty(S + 1, H + 1, B, F)
+        h0, c0 = h0.reshape(F), c0.reshape(F)  # (D, h): the directions' states side by side
+        hs[:, 0] = h0
+        cells = inputs.new_empty(S + 1, H, B, F)  # cells[t + 1, r]: c of column t, row r
+        # pixel (r, 0) is row r of column r; beside it, in column r - 1, the initial state
+        _image_in_skewed(hs, H, 1, row=1).copy_(h0.expand(H, 1, B, F))
+        _image_in_skewed(cells, H, 1).copy_(c0.expand(H, 1, B, F))
+        tanh_c = inputs.new_empty(S, H, B, F)
         for t in range(S):
             lo, hi = _rows_in_image(t, H, W)
-            rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
-            read = reads[t]
-            top = max(lo, 1)  # row r >= 1 reads row r - 1 of the previous column above it
-            read[:, :hd, top : hi + 1] = read[:, hd : 2 * hd, top - 1 : hi]
-            a = acts[t][:, :, rows]
-            torch.bmm(weight, read[:, :, rows].view(D, R, nb), out=a.view(D, G, nb))
-            a[:, : 3 * hd].sigmoid_()
-            a[:, 3 * hd :].tanh_()
+            n = (hi - lo + 1) * B
+            a = acts[t, lo : hi + 1].view(n, F4)
+            torch.addmm(
+                pre[t, lo : hi + 1].view(n, F4), hs[t, lo : hi + 1].view(n, F), above, out=a
+            )
+            a.addmm_(hs[t, lo + 1 : hi + 2].view(n, F), beside)
+            a[:, : 3 * F].sigmoid_()
+            a[:, 3 * F :].tanh_()
             o, f, i, g = a.chunk(4, dim=1)
-            c = cells[t + 1][:, :, rows]
-            torch.addcmul(f * cells[t][:, :, rows], i, g, out=c)
-            torch.tanh(c, out=tanh_c[t][:, :, rows])
-            torch.mul(o, tanh_c[t][:, :, rows], out=reads[t + 1][:, hd : 2 * hd, rows])
-        ctx.save_for_backward(weight, reads, acts, cells, tanh_c)
-        return _image_in_skewed(reads[1:, :, hd : 2 * hd], W).contiguous()
+            c = cells[t + 1, lo : hi + 1].view(n, F)
+            torch.addcmul(f * cells[t, lo : hi + 1].view(n, F), i, g, out=c)
+            torch.tanh(c, out=tanh_c[t, lo : hi + 1].view(n, F))
+            torch.mul(
+                o, tanh_c[t, lo : hi + 1].view(n, F), out=hs[t + 1, lo + 1 : hi + 2].view(n, F)
+            )
+        ctx.save_for_backward(flat_inputs, input_weight, kernels, acts, hs, cells, tanh_c)
+        ctx.learned = learned
+        return _image_in_skewed(hs, H, W, 1, 1).contiguous().view(H, W, B, D, hd)
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        weight, reads, acts, cells, tanh_c = ctx.saved_tensors
-        S, D, G, H, B = acts.shape
-        R, hd, W = weight.shape[2], G // 4, S - H + 1
-        grad_hs = grad_states.new_empty(S, D, hd, H, B)  # skewed; only the image is read
-        _image_in_skewed(grad_hs, W).copy_(grad_states)
-        grad_reads = grad_states.new_empty(S, D, R, H, B)
-        grad_gates = grad_states.new_empty(D, G, H, B)  # of one column
-        dh_next = grad_states.new_zeros(D, hd, H, B)  # from column t + 1 (none for the last)
-        dc = grad_states.new_zeros(D, hd, H, B)
-        d_weight = grad_states.new_zeros(D, G, R)
-        d_h0 = grad_states.new_zeros(D, hd)
-        d_c0 = grad_states.new_zeros(D, hd)
-        weight_t = weight.transpose(1, 2).contiguous()
+        flat_inputs, input_weight, kernels, acts, hs, cells, tanh_c = ctx.saved_tensors
+        S, H, B, F = hs.shape[0] - 1, hs.shape[1] - 1, hs.shape[2], hs.shape[3]
+        D, K, W = flat_inputs.shape[0], flat_inputs.shape[1], S - H + 1
+        hd = F // D
+        # the factors of the LSTM's derivatives at every position (see the class docstring);
+        # ``fac`` becomes the gates' gradient d, column by column, in place
+        dc_of_dh, fac = lstm_derivative_factors(acts, tanh_c, cells[:S], dim=3)
+        f = acts[..., F : 2 * F]
+        # grad_reads[t + 1, r + 1]: the gradients of h of column t, row r, that column t + 1
+        # read above (the first F features; at row r + 2) and beside (the last F; at row r + 1),
+        # the loss's share placed beside before the loop
+        grad_reads = grad_states.new_zeros(S + 1, H + 2, B, 2 * F)
+        beside_image = _image_in_skewed(grad_reads[..., F:], H, W, 1, 1)
+        beside_image.unflatten(3, grad_states.shape[3:]).copy_(grad_states)
+        dc = grad_states.new_zeros(H, B, F)
+        weights_t = kernels.view(2 * F, 4 * F).T.contiguous()  # [above; beside]^T
         for t in reversed(range(S)):
             lo, hi = _rows_in_image(t, H, W)
-            rows, nb = slice(lo, hi + 1), (hi - lo + 1) * B
-            dh = dh_next[:, :, rows]
-            dh += grad_hs[t][:, :, rows]
-            d = grad_gates[:, :, rows]
-            a, c_prev = acts[t][:, :, rows], cells[t][:, :, rows]
-            # dc of these rows becomes, in place, the gradient of the c this column read
-            lstm_update_backward(a, tanh_c[t][:, :, rows], c_prev, dh, dc[:, :, rows], d, dim=1)
-            d_flat = d.view(D, G, nb)
-            d_weight.baddbmm_(d_flat, reads[t][:, :, rows].view(D, R, nb).transpose(1, 2))
-            d_read = grad_reads[t]
-            torch.bmm(weight_t, d_flat, out=d_read[:, :, rows].view(D, R, nb))
-            # column t - 1's states: row r was read beside by row r, above by row r + 1
-            dh_next = d_read[:, hd : 2 * hd]
-            if t < H:  # pixel (t, 0) read the initial state beside it
-                d_h0 += dh_next[:, :, t].sum(-1)
-                d_c0 += dc[:, :, t].sum(-1)
-            if lo == 0:  # row 0 read h0 above it
-                d_h0 += d_read[:, :hd, 0].sum(-1)
-            else:  # row lo - 1 of column t - 1 is read only above row lo
-                dh_next[:, :, lo - 1] = d_read[:, :hd, lo]
-            dh_next[:, :, lo:hi] += d_read[:, :hd, lo + 1 : hi + 1]
-        d_inputs = _image_in_skewed(grad_reads[:, :, 2 * hd : R - 1], W).contiguous()
-        return d_inputs, d_weight, d_h0, d_c0
+            n = (hi - lo + 1) * B
+            read = grad_reads[t + 1]
+            dh = read[lo + 1 : hi + 2, :, F:] + read[lo + 2 : hi + 3, :, :F]
+            dc_t = dc[lo : hi + 1]
+            dc_t.addcmul_(dh, dc_of_dh[t, lo : hi + 1])
+            d = fac[t, lo : hi + 1]
+            d[..., :F].mul_(dh)
+            d[..., F:].view(hi - lo + 1, B, 3, F).mul_(dc_t[:, :, None])
+            dc_t.mul_(f[t, lo : hi + 1])
+            grad_reads[t, lo + 1 : hi + 2].view(n, 2 * F).addmm_(d.view(n, 4 * F), weights_t)
+        d_h0 = d_c0 = None
+        if ctx.learned:  # h0 above row 0 (columns 0 .. W - 1) and beside pixel (r, 0), which is
+            # row r of column r; c0 beside pixel (r, 0), whose gradient dc now holds
+            beside_first = _image_in_skewed(grad_reads[..., F:], H, 1, row=1)
+            d_h0 = grad_reads[:W, 1, :, :F].sum((0, 1)) + beside_first.sum((0, 1, 2))
+            d_h0, d_c0 = d_h0.view(D, hd), dc.sum((0, 1)).view(D, hd)
+        # the weights, from every pixel: d (H W B, 4F) against what the pixel read
+        d_image = _image_in_skewed(fac, H, W).reshape(H * W * B, 4 * F)
+        reads = torch.cat([_image_in_skewed(hs, H, W), _image_in_skewed(hs, H, W, row=1)], 3)
+        d_kernels = (reads.view(H * W * B, 2 * F).T @ d_image).view(2, D, hd, 4, D, hd)
+        d_state_to_state = (
+            _direction_blocks(d_kernels).permute(4, 2, 3, 1, 0).reshape(D, 4 * hd, hd, 2)
+        )
+        # the input-to-state products, per direction: (D, 4h, H W B)
+        d_pre = (
+            d_image.view(H, W, B, 4, D, hd).permute(4, 3, 5, 0, 1, 2).reshape(D, 4 * hd, H * W * B)
+        )
+        d_inputs = torch.bmm(input_weight.transpose(1, 2), d_pre).view(D, K, H, W, B)
+        d_input_weight = torch.bmm(d_pre, flat_inputs.transpose(1, 2))
+        return d_inputs, d_input_weight, d_pre.sum(2), d_state_to_state, d_h0, d_c0, None

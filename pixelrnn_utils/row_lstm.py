@@ -53,7 +53,7 @@ __all__ = [
     "initial_state_parameters",
     "initial_states",
     "lstm_update",
-    "lstm_update_backward",
+    "lstm_derivative_factors",
     "row_recurrence",
     "state_dtype",
 ]
@@ -76,39 +76,32 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor
     return h, c
 
 
-def lstm_update_backward(
-    acts: torch.Tensor,
-    tanh_c: torch.Tensor,
-    c_prev: torch.Tensor,
-    dh: torch.Tensor,
-    dc: torch.Tensor,
-    grad_gates: torch.Tensor,
-    dim: int,
-) -> None:
-    """The backward of :func:`lstm_update`, used by the fast recurrences' hand-written backward.
+def lstm_derivative_factors(
+    acts: torch.Tensor, tanh_c: torch.Tensor, c_prev: torch.Tensor, dim: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the fast recurrences' hand-written backward multiplies dh and dc by, every step at once.
 
     ``acts``: the activated gates ``[sigmoid(o); sigmoid(f); sigmoid(i); tanh(g)]`` stacked on
-    ``dim``, ``tanh_c`` = tanh(c), ``c_prev`` the cell state the update read; ``dh``, ``dc``: the
-    gradients of h and of c (from the later steps). Writes the pre-activation gates' gradient into
-    ``grad_gates`` (shaped like ``acts``) and turns ``dc`` in place into the gradient of ``c_prev``:
+    ``dim``; ``tanh_c`` = tanh(c) and ``c_prev``, the cell state the update read, each shaped
+    like one gate. The derivatives of :func:`lstm_update` (h = o tanh(c), c = f c_prev + i g;
+    sigmoid' = s (1 - s), tanh' = 1 - tanh^2) are, with dh and dc the gradients of h and c:
 
-        dc += dh * o (1 - tanh(c)^2)                        (h = o tanh(c))
-        d_o = dh * tanh(c) o (1 - o)                        (sigmoid' = s (1 - s))
-        d_f, d_i, d_g = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]   (tanh' = 1 - tanh^2)
+        dc += dh * o (1 - tanh(c)^2)                     the first factor returned
+        d_o = dh * tanh(c) o (1 - o)
+        [d_f, d_i, d_g] = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]
         dc_prev = dc * f
+
+    Returns ``(o (1 - tanh(c)^2), [tanh(c) o (1 - o); c_prev f (1 - f); g i (1 - i);
+    i (1 - g^2)])``, the second stacked on ``dim`` like ``acts``. They depend only on the
+    forward pass, so they are computed for every row (column) before the backward's loop,
+    which then takes a few products per step.
     """
-    one = dh.new_ones(())
-    o, f, i, g = acts.chunk(4, dim)
-    d_o, d_f, d_i, d_g = grad_gates.chunk(4, dim)
-    dc.addcmul_(dh * o, torch.addcmul(one, tanh_c, tanh_c, value=-1))
-    torch.mul(dh, tanh_c, out=d_o)
-    torch.mul(dc, c_prev, out=d_f)
-    torch.mul(dc, g, out=d_i)
-    hd3 = 3 * o.shape[dim]
-    sig = acts.narrow(dim, 0, hd3)
-    grad_gates.narrow(dim, 0, hd3).mul_(torch.addcmul(sig, sig, sig, value=-1))
-    torch.addcmul(one, g, g, value=-1, out=d_g).mul_(i).mul_(dc)
-    dc.mul_(f)
+    o, _, i, g = acts.chunk(4, dim)
+    one = acts.new_ones(())
+    sig = acts.narrow(dim, 0, 3 * o.shape[dim])  # o, f, i
+    slopes = torch.cat([torch.addcmul(sig, sig, sig, value=-1), i], dim)
+    partners = torch.cat([tanh_c, c_prev, g, torch.addcmul(one, g, g, value=-1)], dim)
+    return o * torch.addcmul(one, tanh_c, tanh_c, value=-1), slopes * partners
 
 
 def initial_state_parameters(
@@ -359,10 +352,8 @@ class _RowRecurrence(torch.autograd.Function):
         k = taps.shape[1]
         pad = k // 2
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
-        o, f, i, g = acts.unbind(1)
-        d_o_of_dh = (o - o * o) * tanh_c
-        dc_of_dh = o - o * tanh_c * tanh_c
-        of_dc = torch.stack([(f - f * f) * cells[:H], (i - i * i) * g, i - i * g * g], 1)
+        dc_of_dh, factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)
+        f = acts[:, 1]
         grad_gates = grad_states.new_empty(H, 4, hd, n, dtype=weights.dtype)
         d_taps = grad_states.new_zeros(k, hd, n, dtype=weights.dtype)
         dc = grad_states.new_zeros(hd, n)
@@ -372,9 +363,9 @@ class _RowRecurrence(torch.autograd.Function):
             # p read h of column p + t - pad, so it is found at t (hd n) + j n + p - t + pad
             moved = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
             dh = grad_states[r] + moved
-            dc.addcmul_(dh, dc_of_dh[r])
-            torch.mul(dh, d_o_of_dh[r], out=grad_gates[r, 0])
-            torch.mul(of_dc[r], dc, out=grad_gates[r, 1:])
+            dc.addcmul_(dh, dc_of_dh[r, 0])
+            torch.mul(dh, factors[r, 0], out=grad_gates[r, 0])
+            torch.mul(factors[r, 1:], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
             torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
         d_h_init = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
