@@ -678,7 +678,7 @@ def read_amat(path: str | Path) -> np.ndarray:
     path = Path(path)
     hint = (
         f"{path} is not a binarized MNIST .amat file (a MATLAB 5 file holding one N x 784 matrix "
-        "of 0/1, as in ../shared/data/binarized-mnist); "
+        "of 0/1, as the original files data/README.md names); "
     )
     if not path.is_file():
         raise FileNotFoundError(
