@@ -82,13 +82,14 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def shown_path(path: str | os.PathLike) -> str:
-    """A path as a notebook should print it: relative to the repository (``runs/x``,
-    ``../shared/data``) or to the home folder (``~/data``), never this machine's absolute path."""
+    """A path as a notebook should print it: relative to the repository (``runs/x``), to the
+    folder that holds it (``../images``, a folder next to the repository) or to the home folder
+    (``~/data``), never this machine's absolute path."""
     if str(path).lower() in TORCHVISION_SOURCES:  # a dataset name, not a path
         return str(path)
     path = Path(path).expanduser()
     root = project_root()
-    # as written (``../shared`` may be a symbolic link to elsewhere), then with links followed
+    # as written (a folder next to the repository may be a symbolic link), then with links followed
     for candidate in (Path(os.path.abspath(path)), path.resolve()):
         for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
             if candidate == base:
