@@ -29,8 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .model import PixelRNN, build_model
-from .multiscale import MultiScalePixelRNN
+from .model import MultiScalePixelRNN, PixelRNN, build_model
 
 __all__ = [
     "save_checkpoint",

@@ -54,7 +54,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .progress import progress_bar
-from .settings import shown_path
+
+# TORCHVISION_SOURCES and project_root live in settings (which imports nothing of the package) and
+# are re-exported here, where the notebooks import them from
+from .settings import TORCHVISION_SOURCES, project_root, shown_path
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -105,9 +108,6 @@ IMAGE_EXTENSIONS = (
     ".pbm",
 )
 
-#: Dataset names that :func:`load_dataset` fetches with torchvision.
-TORCHVISION_SOURCES = ("cifar10", "mnist", "fashion_mnist")
-
 # Show a progress bar only when decoding at least this many images, updated at most once a second.
 _PROGRESS_MIN_IMAGES = 1000
 _PROGRESS_INTERVAL_S = 1.0
@@ -124,12 +124,6 @@ class CorruptImageWarning(UserWarning):
 
 class DataCacheWarning(UserWarning):
     """A decoded-data cache file was unreadable or could not be written; nothing is lost."""
-
-
-def project_root() -> Path:
-    """The folder that holds the ``pixelrnn_utils`` package (the repository root when installed
-    editable, as the course does)."""
-    return Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------------------------------------
@@ -684,7 +678,7 @@ def read_amat(path: str | Path) -> np.ndarray:
     path = Path(path)
     hint = (
         f"{path} is not a binarized MNIST .amat file (a MATLAB 5 file holding one N x 784 matrix "
-        "of 0/1, as in ../shared/data/binarized-mnist); "
+        "of 0/1, as the original files data/README.md names); "
     )
     if not path.is_file():
         raise FileNotFoundError(

@@ -24,7 +24,9 @@ the recurrent state starts from learned vectors instead of zero, paper §5.2).
 a Multi-Scale PixelRNN (paper §3.6), ``model(x, condition=small)`` with the small image
 ``subsample(x, f)``. Either is turned into a c x H x W map (c = ``hidden``) that every layer adds,
 through its own 1x1 convolution, to its input-to-state map. ``multiscale=f`` builds the two-stage
-model (``multiscale.py``). Without these options a model has no conditioning parameters at all.
+model, :class:`MultiScalePixelRNN` (below; its likelihood and order are explained in
+``multiscale.py``, its two-stage sampling is in ``sampling.py``). Without these options a model has
+no conditioning parameters at all.
 """
 
 from __future__ import annotations
@@ -35,13 +37,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .conditioning import ClassEmbedding, Upsampler
+from .conditioning import ClassEmbedding, Upsampler, subsample, subsample_mask
 from .diagonal_bilstm import DiagonalBiLSTM
 from .masks import MaskedConv2d
 from .pixelcnn import PixelCNNBlock
 from .row_lstm import RowLSTM, state_dtype
 
-__all__ = ["ARCHITECTURES", "PixelRNN", "build_model", "preprocess", "sequential_steps"]
+__all__ = [
+    "ARCHITECTURES",
+    "MultiScalePixelRNN",
+    "PixelRNN",
+    "build_model",
+    "preprocess",
+    "sequential_steps",
+]
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {
     "row_lstm": RowLSTM,
@@ -246,6 +255,81 @@ def logits_linear(
         return _LogitsLinear.apply(x, weight, bias, torch.get_autocast_dtype(device))
 
 
+class MultiScalePixelRNN(nn.Module):
+    """The Multi-Scale PixelRNN (paper §3.6): ``small`` (unconditional, s x s) + ``big``
+    (conditioned on the small image, n x n), two PixelRNNs of the same architecture and size.
+
+    ``multiscale`` is f = n / s (a power of 2: 2 for 28 -> 14, 4 for 28 -> 7). Images
+    ``(B, C, n, n)`` -> logits ``(B, L, C, n, n)`` of the exact likelihood: the small stage's at
+    the pixels of s = ``subsample(x, f)``, the big stage's elsewhere (``multiscale.py`` explains
+    why, and the order this makes). ``small``, ``big`` and ``factor`` are all that
+    ``sampling.sample_multiscale`` reads to draw an image stage by stage.
+    """
+
+    def __init__(
+        self,
+        arch: str,
+        in_channels: int = 3,
+        hidden: int = 64,
+        layers: int = 4,
+        multiscale: int = 2,
+        levels: int = 256,
+        **options: Any,
+    ) -> None:
+        super().__init__()
+        for name in ("classes", "upsample"):
+            if options.get(name) is not None:
+                raise ValueError(f"multiscale builds its own conditioning; drop {name}=")
+            options.pop(name, None)
+        self.factor = multiscale
+        self.small = PixelRNN(arch, in_channels, hidden, layers, levels=levels, **options)
+        self.big = PixelRNN(
+            arch, in_channels, hidden, layers, levels=levels, upsample=multiscale, **options
+        )
+        self.config: dict[str, Any] = {**self.small.config, "multiscale": multiscale}
+        self.in_channels, self.levels, self.classes = in_channels, levels, None
+
+    def check_input(self, x: torch.Tensor) -> None:
+        self.big.check_input(x)
+        if x.shape[2] % self.factor or x.shape[3] % self.factor:
+            raise ValueError(
+                f"images of {x.shape[2]} x {x.shape[3]} cannot be subsampled by {self.factor}"
+            )
+
+    def stage_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(small logits (B, L, C, s, s), big logits (B, L, C, n, n))`` of images ``x``."""
+        self.check_input(x)
+        small = subsample(x, self.factor)
+        return self.small(small), self.big(x, condition=small)
+
+    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(B, L, C, n, n)``: the small stage's at the pixels of s, the big one's elsewhere."""
+        if condition is not None:
+            raise ValueError("a Multi-Scale PixelRNN makes its own condition (the small image)")
+        small_logits, logits = self.stage_logits(x)
+        logits = logits.clone()
+        logits[..., :: self.factor, :: self.factor] = small_logits
+        return logits
+
+    @torch.no_grad()
+    def nll_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-image NLL in nats ``(B,)`` of each part of the likelihood.
+
+        ``small``: -log p_small(s); ``big``: the big stage on the n^2 - s^2 pixels it draws;
+        ``total`` = small + big = -log p(x), exact; ``big_on_known``: what the big stage would
+        spend predicting the s^2 pixels it is given (the paper's variant adds this: the NLL of
+        the pair (s, x)).
+        """
+        small_logits, big_logits = self.stage_logits(x)
+        small = subsample(x, self.factor)
+        per_small = F.cross_entropy(small_logits, small, reduction="none").flatten(1).sum(1)
+        per_big = F.cross_entropy(big_logits, x, reduction="none")  # (B, C, n, n)
+        known = subsample_mask(per_big.shape, self.factor, x.device)
+        big = per_big.masked_fill(known, 0).flatten(1).sum(1)
+        on_known = per_big.masked_fill(~known, 0).flatten(1).sum(1)
+        return {"small": per_small, "big": big, "total": per_small + big, "big_on_known": on_known}
+
+
 def build_model(
     arch: str, in_channels: int = 3, hidden: int = 64, layers: int = 4, **options: Any
 ) -> PixelRNN:
@@ -256,12 +340,9 @@ def build_model(
     connections to the head), the layer options ``residual``, ``kernel_size``,
     ``full_context`` and ``learned_initial_state``, and the conditioning: ``classes=K``,
     ``upsample=f`` (the conditional stage of a Multi-Scale PixelRNN) or ``multiscale=f`` (the
-    whole two-stage model, a :class:`~pixelrnn_utils.multiscale.MultiScalePixelRNN`); see the
-    module docstring.
+    whole two-stage model, a :class:`MultiScalePixelRNN`); see the module docstring.
     """
     if options.get("multiscale") is not None:
-        from .multiscale import MultiScalePixelRNN
-
         return MultiScalePixelRNN(arch, in_channels, hidden, layers, **options)
     options.pop("multiscale", None)
     return PixelRNN(arch, in_channels, hidden, layers, **options)

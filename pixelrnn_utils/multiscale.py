@@ -15,7 +15,7 @@ image (``sample`` with those pixels as a prefix), and they cost the big stage no
 the model a distribution over n x n images, whose log-likelihood is exactly the sum of the two
 stages:
 
-    -log p(x) = -log p_small(s) - sum over the n^2 - s^2 other sub-pixels of -log p_big(x_k | x_<k, s)
+    -log p(x) = -log p_small(s) + sum over the C (n^2 - s^2) other sub-pixels of -log p_big(x_k | x_<k, s)
 
 with s = subsample(x, f). ``model(x)`` returns logits ``(B, L, C, n, n)`` that say just this: at
 the pixels of s the small stage's logits, elsewhere the big stage's, so ``F.cross_entropy(logits,
@@ -25,91 +25,22 @@ NLL of the pair (s, x) and only bounds that of x from above, since the sampler c
 whose subsample is not s. ``nll_parts`` reports both.) The order of the sub-pixels is not raster
 order: first the pixels of s (in raster order), then the others; ``tests/test_multiscale.py``
 checks that each logit depends only on sub-pixels before it in that order.
+
+Where the code is: the model, :class:`MultiScalePixelRNN`, is in ``model.py`` (so that
+``build_model(..., multiscale=f)`` builds it) and its two-stage sampler, :func:`sample_multiscale`,
+in ``sampling.py`` (so that ``sample`` draws from it); both are re-exported here, with
+:func:`multiscale_order`, the order the likelihood follows.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from .conditioning import subsample, subsample_mask
-from .model import PixelRNN
+from .conditioning import subsample_mask
+from .model import MultiScalePixelRNN
+from .sampling import sample_multiscale
 
 __all__ = ["MultiScalePixelRNN", "sample_multiscale", "multiscale_order"]
-
-
-class MultiScalePixelRNN(nn.Module):
-    """``small`` (unconditional, s x s) + ``big`` (conditioned on the small image, n x n).
-
-    ``multiscale`` is f = n / s (a power of 2: 2 for 28 -> 14, 4 for 28 -> 7). Images
-    ``(B, C, n, n)`` -> logits ``(B, L, C, n, n)`` of the exact likelihood (module docstring).
-    """
-
-    def __init__(
-        self,
-        arch: str,
-        in_channels: int = 3,
-        hidden: int = 64,
-        layers: int = 4,
-        multiscale: int = 2,
-        levels: int = 256,
-        **options: Any,
-    ) -> None:
-        super().__init__()
-        for name in ("classes", "upsample"):
-            if options.get(name) is not None:
-                raise ValueError(f"multiscale builds its own conditioning; drop {name}=")
-            options.pop(name, None)
-        self.factor = multiscale
-        self.small = PixelRNN(arch, in_channels, hidden, layers, levels=levels, **options)
-        self.big = PixelRNN(
-            arch, in_channels, hidden, layers, levels=levels, upsample=multiscale, **options
-        )
-        self.config: dict[str, Any] = {**self.small.config, "multiscale": multiscale}
-        self.in_channels, self.levels, self.classes = in_channels, levels, None
-
-    def check_input(self, x: torch.Tensor) -> None:
-        self.big.check_input(x)
-        if x.shape[2] % self.factor or x.shape[3] % self.factor:
-            raise ValueError(
-                f"images of {x.shape[2]} x {x.shape[3]} cannot be subsampled by {self.factor}"
-            )
-
-    def stage_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(small logits (B, L, C, s, s), big logits (B, L, C, n, n))`` of images ``x``."""
-        self.check_input(x)
-        small = subsample(x, self.factor)
-        return self.small(small), self.big(x, condition=small)
-
-    def forward(self, x: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``(B, L, C, n, n)``: the small stage's at the pixels of s, the big one's elsewhere."""
-        if condition is not None:
-            raise ValueError("a Multi-Scale PixelRNN makes its own condition (the small image)")
-        small_logits, logits = self.stage_logits(x)
-        logits = logits.clone()
-        logits[..., :: self.factor, :: self.factor] = small_logits
-        return logits
-
-    @torch.no_grad()
-    def nll_parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-image NLL in nats ``(B,)`` of each part of the likelihood.
-
-        ``small``: -log p_small(s); ``big``: the big stage on the n^2 - s^2 pixels it draws;
-        ``total`` = small + big = -log p(x), exact; ``big_on_known``: what the big stage would
-        spend predicting the s^2 pixels it is given (the paper's variant adds this: the NLL of
-        the pair (s, x)).
-        """
-        small_logits, big_logits = self.stage_logits(x)
-        small = subsample(x, self.factor)
-        per_small = F.cross_entropy(small_logits, small, reduction="none").flatten(1).sum(1)
-        per_big = F.cross_entropy(big_logits, x, reduction="none")  # (B, C, n, n)
-        known = subsample_mask(per_big.shape, self.factor, x.device)
-        big = per_big.masked_fill(known, 0).flatten(1).sum(1)
-        on_known = per_big.masked_fill(~known, 0).flatten(1).sum(1)
-        return {"small": per_small, "big": big, "total": per_small + big, "big_on_known": on_known}
 
 
 def multiscale_order(shape: tuple[int, int, int], factor: int) -> torch.Tensor:
@@ -123,44 +54,3 @@ def multiscale_order(shape: tuple[int, int, int], factor: int) -> torch.Tensor:
     small = ((i // factor) * (W // factor) + j // factor) * C + c
     known = subsample_mask((C, H, W), factor)
     return torch.where(known, small, C * H * W + raster)
-
-
-def sample_multiscale(
-    model: MultiScalePixelRNN,
-    n: int,
-    shape: tuple[int, int, int],
-    method: str = "naive",
-    temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Draw ``n`` images in two stages; returns ``(small (n, C, s, s), big (n, C, n, n))``.
-
-    The small image is drawn by the small PixelRNN, then the big image by the conditional one,
-    with the small image's pixels kept where they belong (a ``prefix``); ``sampling.sample``
-    returns only the big one.
-    """
-    from .sampling import sample
-
-    C, H, W = shape
-    f = model.factor
-    if H % f or W % f:
-        raise ValueError(f"shape {tuple(shape)} cannot be subsampled by {f}")
-    small = sample(
-        model.small, n, (C, H // f, W // f), method, temperature, generator, None, progress
-    )
-    known = torch.zeros(n, C, H, W, dtype=torch.long, device=small.device)
-    known[..., ::f, ::f] = small
-    mask = subsample_mask(known.shape, f, small.device)
-    big = sample(
-        model.big,
-        n,
-        shape,
-        method,
-        temperature,
-        generator,
-        (known, mask),
-        progress,
-        condition=small,
-    )
-    return small, big

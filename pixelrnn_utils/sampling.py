@@ -19,7 +19,8 @@ from the model's distribution given everything drawn before it (raster order, R 
 **Conditioned models** (``classes=K``, ``upsample=f``): ``condition=`` is passed to every forward
 pass (naive); the cached sampler computes each layer's conditioning bias for the whole image once,
 since the condition is given before the first pixel, and adds it at (i, j). A Multi-Scale model
-(``multiscale=f``) is sampled in its two stages (``multiscale.sample_multiscale``).
+(``multiscale=f``) is sampled in its two stages (:func:`sample_multiscale`): the small image by its
+unconditioned PixelRNN, then the big one by the PixelRNN conditioned on it.
 
 Both methods draw one uniform number per image per step from ``generator`` and turn it into a
 value by inverse-CDF sampling, so with the same generator they return the same images.
@@ -30,14 +31,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .conditioning import subsample_mask
 from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
-from .model import PixelRNN, preprocess
+from .model import MultiScalePixelRNN, PixelRNN, preprocess
 from .pixelcnn import PixelCNNBlock
 from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
 from .settings import exact_float32
 
-__all__ = ["sample", "draw"]
+__all__ = ["sample", "sample_multiscale", "draw"]
 
 
 def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -115,9 +117,7 @@ def sample(
     ``condition``: for a class-conditional model the labels ``(n,)`` (or one int for all ``n``),
     for the conditional stage of a Multi-Scale model the small images ``(n, C, s, s)``.
     """
-    if model.config.get("multiscale"):
-        from .multiscale import sample_multiscale
-
+    if isinstance(model, MultiScalePixelRNN):
         if prefix is not None or condition is not None:
             raise ValueError("a Multi-Scale model is sampled whole: no prefix, no condition")
         return sample_multiscale(model, n, shape, method, temperature, generator, progress)[1]
@@ -160,6 +160,46 @@ def sample(
     bar.close()
     model.train(was_training)
     return x
+
+
+def sample_multiscale(
+    model: MultiScalePixelRNN,
+    n: int,
+    shape: tuple[int, int, int],
+    method: str = "naive",
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Draw ``n`` images in two stages; returns ``(small (n, C, s, s), big (n, C, n, n))``.
+
+    The small image is drawn by the small PixelRNN (``model.small``), then the big image by the
+    conditional one (``model.big``), with the small image's pixels kept where they belong (a
+    ``prefix``): pixel (k, l) of the small image is pixel (k f, l f) of the big one, f =
+    ``model.factor``. :func:`sample` returns only the big one.
+    """
+    C, H, W = shape
+    f = model.factor
+    if H % f or W % f:
+        raise ValueError(f"shape {tuple(shape)} cannot be subsampled by {f}")
+    small = sample(
+        model.small, n, (C, H // f, W // f), method, temperature, generator, None, progress
+    )
+    known = torch.zeros(n, C, H, W, dtype=torch.long, device=small.device)
+    known[..., ::f, ::f] = small
+    mask = subsample_mask(known.shape, f, small.device)
+    big = sample(
+        model.big,
+        n,
+        shape,
+        method,
+        temperature,
+        generator,
+        (known, mask),
+        progress,
+        condition=small,
+    )
+    return small, big
 
 
 class _NaiveStepper:

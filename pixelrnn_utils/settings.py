@@ -2,6 +2,10 @@
 
 * ``PIXELRNN_SMOKE=1`` shrinks every notebook and CLI default to a CPU-seconds run (CI sets it).
 * ``PIXELRNN_DATA=/path/to/imagefolder`` replaces the default dataset (CIFAR-10, downloaded).
+
+Also where things are: :func:`project_root` and :func:`shown_path`. This module imports nothing
+from the package, so every other module may import it (``data`` re-exports ``project_root`` and
+``TORCHVISION_SOURCES``).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import numpy as np
 import torch
 
 __all__ = [
+    "TORCHVISION_SOURCES",
+    "project_root",
     "smoke",
     "data_source",
     "default_device",
@@ -23,6 +29,16 @@ __all__ = [
     "seed_everything",
     "shown_path",
 ]
+
+
+#: Dataset names that :func:`~pixelrnn_utils.data.load_dataset` fetches with torchvision.
+TORCHVISION_SOURCES = ("cifar10", "mnist", "fashion_mnist")
+
+
+def project_root() -> Path:
+    """The folder that holds the ``pixelrnn_utils`` package (the repository root when installed
+    editable, as the course does)."""
+    return Path(__file__).resolve().parent.parent
 
 
 def smoke() -> bool:
@@ -66,15 +82,14 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def shown_path(path: str | os.PathLike) -> str:
-    """A path as a notebook should print it: relative to the repository (``runs/x``,
-    ``../shared/data``) or to the home folder (``~/data``), never this machine's absolute path."""
-    from .data import TORCHVISION_SOURCES, project_root
-
+    """A path as a notebook should print it: relative to the repository (``runs/x``), to the
+    folder that holds it (``../images``, a folder next to the repository) or to the home folder
+    (``~/data``), never this machine's absolute path."""
     if str(path).lower() in TORCHVISION_SOURCES:  # a dataset name, not a path
         return str(path)
     path = Path(path).expanduser()
     root = project_root()
-    # as written (``../shared`` may be a symbolic link to elsewhere), then with links followed
+    # as written (a folder next to the repository may be a symbolic link), then with links followed
     for candidate in (Path(os.path.abspath(path)), path.resolve()):
         for base, prefix in ((root, ""), (root.parent, "../"), (Path.home(), "~/")):
             if candidate == base:
