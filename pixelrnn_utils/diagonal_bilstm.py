@@ -281,7 +281,7 @@ class DiagonalBiLSTM(nn.Module):
             if left.h0 is not None:
                 h0, c0 = torch.stack([left.h0, right.h0]), torch.stack([left.c0, right.c0])
             states = diagonal_recurrence(
-                torch.stack([inputs, inputs.flip(3)]),
+                torch.stack([p.permute(1, 2, 3, 0) for p in (inputs, inputs.flip(3))]),
                 weight,
                 bias,
                 torch.stack([left.state_to_state.weight, right.state_to_state.weight]),
@@ -319,8 +319,8 @@ def diagonal_recurrence(
 ) -> torch.Tensor:
     """Run D diagonal LSTMs side by side; the fast path of :class:`DiagonalBiLSTM`.
 
-    ``inputs`` ``(D, B, K, H, W)``: what each direction reads at each pixel (on its own, possibly
-    mirrored, image); ``input_weight`` ``(D, 4h, K)``: its input-to-state 1x1 convolution as a
+    ``inputs`` ``(D, K, H, W, B)``: what each direction reads at each pixel (on its own, possibly
+    mirrored, image), the B images of a pixel side by side; ``input_weight`` ``(D, 4h, K)``: its input-to-state 1x1 convolution as a
     matrix; ``bias`` ``(D, 4h)``: every bias of the gates; ``state_to_state`` ``(D, 4h, h, 2)``:
     the 2 x 1 kernels (tap 0 reads the row above, tap 1 the same row); ``h0``, ``c0`` ``(D, h)``:
     learned initial states, or None for zero. Returns the hidden states ``(D, B, h, H, W)``, for
@@ -346,9 +346,8 @@ def diagonal_recurrence(
     learned = h0 is not None
     h0 = zeros if h0 is None else h0
     c0 = bias.new_zeros(zeros.shape) if c0 is None else c0
-    # (D, B, K, H, W) -> (D, K, H, W, B): an image's B copies of a pixel side by side
     states = _DiagonalRecurrence.apply(
-        inputs.permute(0, 2, 3, 4, 1), input_weight, bias, state_to_state, h0, c0, learned
+        inputs, input_weight, bias, state_to_state, h0, c0, learned
     )  # (H, W, B, D, h)
     return states.permute(3, 2, 4, 0, 1)
 
@@ -454,7 +453,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
             )
         ctx.save_for_backward(flat_inputs, input_weight, kernels, acts, hs, cells, tanh_c)
         ctx.learned = learned
-        return _image_in_skewed(hs, H, W, 1, 1).contiguous().view(H, W, B, D, hd)
+        return _image_in_skewed(hs, H, W, 1, 1).unflatten(3, (D, hd))  # a view of hs
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
@@ -464,7 +463,12 @@ class _DiagonalRecurrence(torch.autograd.Function):
         hd = F // D
         # the factors of the LSTM's derivatives at every position (see the class docstring);
         # ``fac`` becomes the gates' gradient d, column by column, in place
-        dc_of_dh, fac = lstm_derivative_factors(acts, tanh_c, cells[:S], dim=3)
+        # on the pixels of the image only, then placed in the skewed layout the loop reads:
+        # fac[t, r] = [o (1 - tanh(c)^2); d_o / dh; d_f / dc; d_i / dc; d_g / dc], and its last
+        # four become the gates' gradient d, column by column, in place
+        image = [_image_in_skewed(buffer, H, W) for buffer in (acts, tanh_c, cells)]
+        fac = acts.new_empty(S, H, B, 5 * F)
+        _image_in_skewed(fac, H, W).copy_(lstm_derivative_factors(*image, dim=3))
         f = acts[..., F : 2 * F]
         # grad_reads[t + 1, r + 1]: the gradients of h of column t, row r, that column t + 1
         # read above (the first F features; at row r + 2) and beside (the last F; at row r + 1),
@@ -480,8 +484,8 @@ class _DiagonalRecurrence(torch.autograd.Function):
             read = grad_reads[t + 1]
             dh = read[lo + 1 : hi + 2, :, F:] + read[lo + 2 : hi + 3, :, :F]
             dc_t = dc[lo : hi + 1]
-            dc_t.addcmul_(dh, dc_of_dh[t, lo : hi + 1])
-            d = fac[t, lo : hi + 1]
+            dc_t.addcmul_(dh, fac[t, lo : hi + 1, :, :F])
+            d = fac[t, lo : hi + 1, :, F:]
             d[..., :F].mul_(dh)
             d[..., F:].view(hi - lo + 1, B, 3, F).mul_(dc_t[:, :, None])
             dc_t.mul_(f[t, lo : hi + 1])
@@ -492,17 +496,16 @@ class _DiagonalRecurrence(torch.autograd.Function):
             beside_first = _image_in_skewed(grad_reads[..., F:], H, 1, row=1)
             d_h0 = grad_reads[:W, 1, :, :F].sum((0, 1)) + beside_first.sum((0, 1, 2))
             d_h0, d_c0 = d_h0.view(D, hd), dc.sum((0, 1)).view(D, hd)
-        # the weights, from every pixel: d (H W B, 4F) against what the pixel read
-        d_image = _image_in_skewed(fac, H, W).reshape(H * W * B, 4 * F)
-        reads = torch.cat([_image_in_skewed(hs, H, W), _image_in_skewed(hs, H, W, row=1)], 3)
-        d_kernels = (reads.view(H * W * B, 2 * F).T @ d_image).view(2, D, hd, 4, D, hd)
-        d_state_to_state = (
-            _direction_blocks(d_kernels).permute(4, 2, 3, 1, 0).reshape(D, 4 * hd, hd, 2)
-        )
-        # the input-to-state products, per direction: (D, 4h, H W B)
-        d_pre = (
-            d_image.view(H, W, B, 4, D, hd).permute(4, 3, 5, 0, 1, 2).reshape(D, 4 * hd, H * W * B)
-        )
+        # per direction: the input-to-state products' gradient (D, 4h, H W B), and the
+        # state-to-state kernels' from what every pixel read (its above and beside states)
+        d_image = _image_in_skewed(fac[..., F:], H, W).view(H, W, B, 4, D, hd)
+        d_pre = d_image.permute(4, 3, 5, 0, 1, 2).reshape(D, 4 * hd, H * W * B)
+        image_reads = [_image_in_skewed(hs, H, W, row=row).unflatten(3, (D, hd)) for row in (0, 1)]
+        reads = torch.stack(
+            [r.permute(3, 0, 1, 2, 4) for r in image_reads], 4
+        )  # (D, H, W, B, 2, h)
+        d_taps = torch.bmm(d_pre, reads.view(D, H * W * B, 2 * hd))  # (D, 4h, [above; beside])
+        d_state_to_state = d_taps.view(D, 4 * hd, 2, hd).transpose(2, 3).contiguous()
         d_inputs = torch.bmm(input_weight.transpose(1, 2), d_pre).view(D, K, H, W, B)
         d_input_weight = torch.bmm(d_pre, flat_inputs.transpose(1, 2))
         return d_inputs, d_input_weight, d_pre.sum(2), d_state_to_state, d_h0, d_c0, None

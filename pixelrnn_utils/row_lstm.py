@@ -78,7 +78,7 @@ def lstm_update(gates: torch.Tensor, c_prev: torch.Tensor) -> tuple[torch.Tensor
 
 def lstm_derivative_factors(
     acts: torch.Tensor, tanh_c: torch.Tensor, c_prev: torch.Tensor, dim: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> torch.Tensor:
     """What the fast recurrences' hand-written backward multiplies dh and dc by, every step at once.
 
     ``acts``: the activated gates ``[sigmoid(o); sigmoid(f); sigmoid(i); tanh(g)]`` stacked on
@@ -86,22 +86,23 @@ def lstm_derivative_factors(
     like one gate. The derivatives of :func:`lstm_update` (h = o tanh(c), c = f c_prev + i g;
     sigmoid' = s (1 - s), tanh' = 1 - tanh^2) are, with dh and dc the gradients of h and c:
 
-        dc += dh * o (1 - tanh(c)^2)                     the first factor returned
+        dc += dh * o (1 - tanh(c)^2)
         d_o = dh * tanh(c) o (1 - o)
         [d_f, d_i, d_g] = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]
         dc_prev = dc * f
 
-    Returns ``(o (1 - tanh(c)^2), [tanh(c) o (1 - o); c_prev f (1 - f); g i (1 - i);
-    i (1 - g^2)])``, the second stacked on ``dim`` like ``acts``. They depend only on the
-    forward pass, so they are computed for every row (column) before the backward's loop,
-    which then takes a few products per step.
+    Returns the five factors ``[o (1 - tanh(c)^2); tanh(c) o (1 - o); c_prev f (1 - f);
+    g i (1 - i); i (1 - g^2)]`` stacked on ``dim``. They depend only on the forward pass, so they
+    are computed for every row (column) before the backward's loop, which then takes a few
+    products per step.
     """
     o, _, i, g = acts.chunk(4, dim)
     one = acts.new_ones(())
     sig = acts.narrow(dim, 0, 3 * o.shape[dim])  # o, f, i
-    slopes = torch.cat([torch.addcmul(sig, sig, sig, value=-1), i], dim)
-    partners = torch.cat([tanh_c, c_prev, g, torch.addcmul(one, g, g, value=-1)], dim)
-    return o * torch.addcmul(one, tanh_c, tanh_c, value=-1), slopes * partners
+    slopes = torch.cat([o, torch.addcmul(sig, sig, sig, value=-1), i], dim)
+    partners = [torch.addcmul(one, tanh_c, tanh_c, value=-1), tanh_c, c_prev, g]
+    partners.append(torch.addcmul(one, g, g, value=-1))
+    return slopes * torch.cat(partners, dim)
 
 
 def initial_state_parameters(
@@ -352,7 +353,7 @@ class _RowRecurrence(torch.autograd.Function):
         k = taps.shape[1]
         pad = k // 2
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
-        dc_of_dh, factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)
+        factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)
         f = acts[:, 1]
         grad_gates = grad_states.new_empty(H, 4, hd, n, dtype=weights.dtype)
         d_taps = grad_states.new_zeros(k, hd, n, dtype=weights.dtype)
@@ -363,9 +364,9 @@ class _RowRecurrence(torch.autograd.Function):
             # p read h of column p + t - pad, so it is found at t (hd n) + j n + p - t + pad
             moved = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
             dh = grad_states[r] + moved
-            dc.addcmul_(dh, dc_of_dh[r, 0])
-            torch.mul(dh, factors[r, 0], out=grad_gates[r, 0])
-            torch.mul(factors[r, 1:], dc, out=grad_gates[r, 1:])
+            dc.addcmul_(dh, factors[r, 0])
+            torch.mul(dh, factors[r, 1], out=grad_gates[r, 0])
+            torch.mul(factors[r, 2:], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
             torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
         d_h_init = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)

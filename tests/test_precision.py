@@ -178,12 +178,13 @@ def test_image_is_read_in_float32_under_autocast(arch, monkeypatch):
             assert read.dtype == out.dtype == torch.float32
             assert torch.equal(read, image)
             torch.testing.assert_close(out, module(image))
-    # the fast path, once per layer: inputs [features; image], left then mirrored right
+    # the fast path, once per layer: inputs (D, K, H, W, B), [features; image], left then
+    # mirrored right
     assert len(recurrence_inputs) == (2 if arch == "diagonal_bilstm" else 0)
     for inputs in recurrence_inputs:
         assert inputs.dtype == torch.float32
-        assert torch.equal(inputs[0, :, -3:], image)
-        assert torch.equal(inputs[1, :, -3:], image.flip(3))
+        assert torch.equal(inputs[0, -3:], image.permute(1, 2, 3, 0))
+        assert torch.equal(inputs[1, -3:], image.flip(3).permute(1, 2, 3, 0))
 
 
 def test_logits_are_float32_products_under_autocast():
