@@ -428,10 +428,14 @@ def check_labels(dataset: Dataset, classes: int) -> None:
         )
     unseen = sorted(set(range(classes)) - set(labels.tolist()))
     if unseen:
+        fewer = (
+            f"pass --classes {high + 1} if the data has {high + 1}, or "
+            if high + 1 < classes
+            else ""
+        )
         warnings.warn(
             f"--classes {classes}, but the training images have no label {_ranges(unseen)}: the "
-            f"model learns nothing for those classes. Pass --classes {high + 1} if the data has "
-            f"{high + 1} classes, or train on more images",
+            f"model learns nothing for those classes ({fewer}train on more images)",
             stacklevel=2,
         )
 
