@@ -245,6 +245,13 @@ def check_config(cfg: TrainConfig) -> None:
             check_levels(cfg.levels)
         except ValueError as e:
             problems.append(f"--levels: {e}")
+        else:
+            own = source_levels(cfg.data)  # data of fewer than 256 levels is used as it is
+            if own != 256 and cfg.levels != own:
+                problems.append(
+                    f"--levels {cfg.levels}: {cfg.data} has {own} levels per sub-pixel; "
+                    f"use --levels {own}"
+                )
     if cfg.lr_schedule not in LR_SCHEDULES:
         problems.append(
             f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"

@@ -294,6 +294,14 @@ def test_evaluate_batch_size_0_is_refused_first(tiny_checkpoint, capsys, monkeyp
     assert err == "error: --batch-size must be at least 1, got 0"
 
 
+def test_levels_the_data_does_not_have_are_refused_first(tmp_path, capsys, monkeypatch):
+    _nothing_loaded(monkeypatch)
+    out = tmp_path / "run"
+    err = _fails(capsys, "train", "--data", "fashion_mnist_4", "--levels", "256", "--out", str(out))
+    assert "fashion_mnist_4 has 4 levels per sub-pixel; use --levels 4" in err
+    assert not out.exists()
+
+
 # --- 6. silent wrong results --------------------------------------------------------------------
 
 
