@@ -23,6 +23,7 @@ import pickle
 import random
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +118,30 @@ def _write_atomically(state: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def _check_integrity(path: Path) -> None:
+    """Refuse a checkpoint whose bytes changed after it was written (a bad copy, a disk error).
+
+    ``torch.save`` writes a zip archive with a CRC-32 checksum of every part, but ``torch.load``
+    does not check them: flipped bytes in the weights load silently and give wrong results.
+    Checking reads the file once more (the shipped checkpoints are at most 11 MB). A file that
+    is not a zip archive at all is left to ``torch.load``, which says what it is.
+    """
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+        problem = None if bad is None else f"its part {bad} fails its checksum"
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+        problem = f"its archive cannot be read ({type(e).__name__}: {e})"
+    if problem:
+        raise CheckpointError(
+            f"{path} is damaged: {problem}, so the file changed after it was written (an "
+            "incomplete copy or download, or a disk error). Copy it again, use the run's other "
+            "checkpoint (last.pt or best.pt), or retrain."
+        )
+
+
 def read_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu"
 ) -> dict[str, Any]:
@@ -126,6 +151,7 @@ def read_checkpoint(
         raise FileNotFoundError(
             f"no checkpoint at {path}: check the path (runs write DIR/last.pt and DIR/best.pt)"
         )
+    _check_integrity(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

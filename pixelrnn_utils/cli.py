@@ -9,6 +9,7 @@ With ``PIXELRNN_SMOKE=1`` the options you leave unset shrink to a CPU-seconds ru
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -19,45 +20,126 @@ from pathlib import Path
 
 import torch
 
-from .data import is_binarized_mnist, is_native_28
+from .data import is_binarized_mnist, is_native_28, is_source_name
 from .settings import data_source, smoke
 
 __all__ = ["main", "build_parser"]
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` gives every option's default. It is appended to the options that take a value;
+    an option whose default is None (it depends on the data or on the run) says in its own help
+    what it is; flags are off unless given."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.nargs == 0 or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _version() -> str:
+    """The installed package's version, from its metadata (pyproject.toml is the one source)."""
+    try:
+        return importlib.metadata.version("pixelrnn_utils")
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree, not installed
+        from . import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="pixelrnn", description="Train, evaluate and sample PixelRNN models."
+        prog="pixelrnn",
+        description="Train, evaluate and sample PixelRNN models.",
+        formatter_class=_HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser(
-        "train", help="train a model (resumable), writing checkpoints and a metrics log"
+        "train",
+        help="train a model (resumable), writing checkpoints and a metrics log",
+        description="Train a model. Defaults are the seed's run; with PIXELRNN_SMOKE=1, options "
+        "left out shrink to a CPU-seconds run; with --resume, they are the run's own (from "
+        "OUT/last.pt).",
+        formatter_class=_HelpFormatter,
     )
     _add_train_arguments(t)
 
-    e = sub.add_parser("evaluate", help="bits/dim of a checkpoint on held-out images")
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--data", default=None)
+    e = sub.add_parser(
+        "evaluate",
+        help="bits/dim of a checkpoint on held-out images",
+        description="Exact bits/dim (and nats per image) of a checkpoint on held-out images.",
+        formatter_class=_HelpFormatter,
+    )
+    _add_checkpoint_argument(e)
+    e.add_argument(
+        "--data",
+        metavar="SOURCE",
+        default=None,
+        help="the images to evaluate on (default: $PIXELRNN_DATA, else the data the checkpoint "
+        "was trained on)",
+    )
     e.add_argument(
         "--split",
         default="val",
         choices=["val", "test"],
         help="val: the run's held-out split of the training data; test: the official test set",
     )
-    e.add_argument("--limit", type=int, default=None)
-    e.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
-    e.add_argument("--device", default=None)
-    e.add_argument("--data-root", default="data")
+    e.add_argument(
+        "--limit",
+        metavar="N",
+        type=int,
+        default=None,
+        help="at most N images (default: all; 64 with PIXELRNN_SMOKE=1)",
+    )
+    e.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        metavar="B",
+        type=int,
+        default=64,
+        help="images per forward pass",
+    )
+    _add_device_argument(e)
+    e.add_argument(
+        "--data-root", metavar="DIR", default="data", help="where torchvision datasets are stored"
+    )
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
-    s = sub.add_parser("sample", help="draw images from a checkpoint and save a PNG grid")
-    s.add_argument("--checkpoint", required=True)
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--method", default="cached", choices=["naive", "cached"])
-    s.add_argument("--temperature", type=float, default=1.0)
+    s = sub.add_parser(
+        "sample",
+        help="draw images from a checkpoint and save them as one image grid",
+        description="Draw images from a checkpoint, one sub-pixel at a time, and save them as a "
+        "grid in one image file.",
+        formatter_class=_HelpFormatter,
+    )
+    _add_checkpoint_argument(s)
     s.add_argument(
-        "--size", type=int, default=None, help="image height and width (default: the run's)"
+        "--n", metavar="N", type=int, default=16, help="how many images (shown as a square grid)"
+    )
+    s.add_argument(
+        "--method",
+        default="cached",
+        choices=["naive", "cached"],
+        help="cached: each step computes only what the new sub-pixel changes; naive: a whole "
+        "forward pass per sub-pixel (the same images, far slower)",
+    )
+    s.add_argument(
+        "--temperature",
+        metavar="T",
+        type=float,
+        default=1.0,
+        help="divides the logits: 1 is the model's own distribution, below 1 sharper, above "
+        "1 flatter (from 1e-06, finite)",
+    )
+    s.add_argument(
+        "--size",
+        metavar="S",
+        type=int,
+        default=None,
+        help="image height and width (default: the run's)",
     )
     s.add_argument(
         "--class",
@@ -67,66 +149,147 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="class-conditional checkpoints: draw images of class K (default: classes in turn)",
     )
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--device", default=None)
-    s.add_argument("--out", default="samples.png")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--seed", metavar="S", type=int, default=0, help="seed of the random draws")
+    _add_device_argument(s)
+    s.add_argument(
+        "--out",
+        metavar="FILE",
+        default="samples.png",
+        help="the image file to write (.png, .jpg, ...); checked before sampling",
+    )
+    s.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (else: refused)"
+    )
+    s.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--checkpoint",
+        metavar="CKPT",
+        required=True,
+        help="a checkpoint written by pixelrnn train (OUT/best.pt, OUT/last.pt) or shipped "
+        "in checkpoints/",
+    )
+
+
+def _add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        metavar="D",
+        default=None,
+        help="cpu | cuda | cuda:N (default: cuda if PyTorch sees a GPU, else cpu)",
+    )
 
 
 def _add_train_arguments(t: argparse.ArgumentParser) -> None:
     """The options of ``pixelrnn train``."""
     t.add_argument(
         "--data",
+        metavar="SOURCE",
         default=None,
         help="cifar10 | mnist | fashion_mnist | binarized_mnist (shipped; the paper's Table 4) | "
-        "fashion_mnist_4 (shipped: 4 levels, labels) | path to an ImageFolder "
-        "(default: $PIXELRNN_DATA, else cifar10)",
+        "fashion_mnist_4 (shipped: 4 levels, labels) | path to an ImageFolder (./NAME for a "
+        "folder named like a dataset) (default: $PIXELRNN_DATA, else cifar10)",
     )
     t.add_argument(
-        "--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn"]
+        "--arch",
+        default="row_lstm",
+        choices=["row_lstm", "diagonal_bilstm", "pixelcnn"],
+        help="the layers: the paper's Row LSTM or Diagonal BiLSTM, or PixelCNN's masked "
+        "convolutions",
     )
     t.add_argument(
         "--hidden",
+        metavar="H",
         type=int,
         default=None,
-        help="h: LSTM state features (layers carry 2h); default 64",
+        help="h: LSTM state features (layers carry 2h) (default: 64)",
     )
-    t.add_argument("--layers", type=int, default=None, help="default 4")
-    t.add_argument("--epochs", type=int, default=None, help="default 5")
-    t.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument(
-        "--out", default="runs/pixelrnn", help="run folder: last.pt, best.pt, metrics.jsonl"
+        "--layers", metavar="L", type=int, default=None, help="how many layers (default: 4)"
     )
-    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    t.add_argument("--limit", type=int, default=None, help="use at most N training images")
-    t.add_argument("--val-limit", type=int, default=None, help="validate on at most N images")
     t.add_argument(
-        "--device", default=None, help="cpu | cuda | cuda:1 (default: cuda if available)"
+        "--epochs",
+        metavar="E",
+        type=int,
+        default=None,
+        help="epochs in all; with --resume a larger number extends the run (default: 5)",
     )
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--batch-size",
+        "--batch_size",
+        dest="batch_size",
+        metavar="B",
+        type=int,
+        default=16,
+        help="images per training step",
+    )
+    t.add_argument("--lr", metavar="LR", type=float, default=1e-3, help="Adam's learning rate")
+    t.add_argument(
+        "--out",
+        metavar="DIR",
+        default="runs/pixelrnn",
+        help="run folder: last.pt, best.pt, metrics.jsonl",
+    )
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in OUT/last.pt; options left out are the run's own",
+    )
+    t.add_argument(
+        "--limit",
+        metavar="N",
+        type=int,
+        default=None,
+        help="use at most N training images (default: all)",
+    )
+    t.add_argument(
+        "--val-limit",
+        metavar="N",
+        type=int,
+        default=None,
+        help="validate on at most N held-out images (default: all)",
+    )
+    _add_device_argument(t)
+    t.add_argument(
+        "--seed",
+        metavar="S",
+        type=int,
+        default=0,
+        help="seed of the initial weights, the shuffles and (without --split-seed) the split",
+    )
     t.add_argument(
         "--split-seed",
+        metavar="S",
         type=int,
         default=None,
         help="seed of the train/validation split (default: --seed)",
     )
     t.add_argument(
-        "--channels", type=int, default=None, choices=[1, 3], help="default 3 (binarized MNIST: 1)"
+        "--channels",
+        type=int,
+        default=None,
+        choices=[1, 3],
+        help="1: grey, 3: RGB (default: 3; binarized_mnist and fashion_mnist_4: 1)",
     )
     t.add_argument(
         "--image-size",
+        metavar="S",
         type=int,
         default=None,
-        help="images are resized/cropped to this size; default 32 (binarized MNIST: 28)",
+        help="images are resized/cropped to S x S (default: 32; binarized_mnist and "
+        "fashion_mnist_4: 28)",
     )
     t.add_argument(
         "--levels",
+        metavar="L",
         type=int,
         default=None,
         help="values per sub-pixel, 2..256: 8-bit images are quantised to this many bins and the "
-        "model predicts an L-way softmax; default: the data's own (256, binarized MNIST 2)",
+        "model predicts an L-way softmax (default: the data's own: 256; binarized_mnist 2, "
+        "fashion_mnist_4 4)",
     )
     t.add_argument(
         "--skip",
@@ -156,7 +319,7 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         default=None,
         metavar="K",
         help="class-conditional model: a learned embedding of the label biases every layer "
-        "(the data's labels must be 0..K-1, e.g. 10 for fashion_mnist_4)",
+        "(the data's labels must be 0..K-1, e.g. 10 for fashion_mnist_4) (default: none)",
     )
     t.add_argument(
         "--multiscale",
@@ -164,13 +327,14 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         default=None,
         metavar="F",
         help="Multi-Scale PixelRNN (paper §3.6): an unconditional model of the image subsampled "
-        "by F (a power of 2), then a model of the full image conditioned on it",
+        "by F (a power of 2 that divides --image-size), then a model of the full image "
+        "conditioned on it (default: none)",
     )
     t.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "bf16", "fp16"],
-        help="auto (default): bf16 on recent GPUs and on CPUs with native bf16, fp16 + GradScaler "
+        help="auto: bf16 on recent GPUs and on CPUs with native bf16, fp16 + GradScaler "
         "on older GPUs, else fp32. The LSTM state, the loss and evaluation stay float32.",
     )
     t.add_argument(
@@ -190,7 +354,7 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="MINUTES",
-        help="also write OUT/last.pt every MINUTES during an epoch (default 10; 0: epoch ends only)",
+        help="also write OUT/last.pt every MINUTES during an epoch (0: at epoch ends only)",
     )
     t.add_argument(
         "--lr-schedule",
@@ -198,7 +362,12 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         choices=["constant", "cosine"],
         help="constant (the seed's) or cosine: decay to 0 over the run's epochs",
     )
-    t.add_argument("--data-root", default="data", help="where torchvision datasets are downloaded")
+    t.add_argument(
+        "--data-root",
+        metavar="DIR",
+        default="data",
+        help="where torchvision datasets are downloaded",
+    )
 
 
 def _defaults(command: str) -> dict[str, int]:
@@ -211,19 +380,37 @@ def _defaults(command: str) -> dict[str, int]:
 
 
 def _check_fresh_out(out: Path, resume: bool) -> None:
-    """Refuse to start a new run over the checkpoints of an earlier one (a forgotten --resume).
+    """Refuse to start a new run over the files of an earlier one: a forgotten ``--resume``, or
+    a ``--resume`` with no ``last.pt`` to continue from (a new run would overwrite ``best.pt``
+    and replace ``metrics.jsonl``).
 
     The Python API's ``train`` starts over, as a re-run notebook cell expects; the command line,
     where the long runs are, keeps what a run folder holds unless told to continue it.
     """
-    if resume:
+    if resume and (out / "last.pt").is_file():
+        return  # continued, not overwritten
+    held = [
+        name
+        for name in ("last.pt", "best.pt", "metrics.jsonl")
+        if (out / name).is_file() and (out / name).stat().st_size  # an empty file holds nothing
+    ]
+    if not held:
         return
-    held = [name for name in ("last.pt", "best.pt") if (out / name).is_file()]
-    if held:
+    if "last.pt" in held:  # and no --resume
         raise ValueError(
             f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, or "
             "another --out (or delete that folder) to start a new one"
         )
+    how = "pass another --out (or delete that folder) to start a new run"
+    if "best.pt" in held:
+        how = (
+            f"to continue from best.pt's epoch, copy {out / 'best.pt'} to {out / 'last.pt'} and "
+            f"train with --resume; or {how}"
+        )
+    raise ValueError(
+        f"{out} holds {' and '.join(held)} of an earlier run but no last.pt to resume, and a new "
+        f"run there would overwrite them: {how}"
+    )
 
 
 # What a run is: with --resume, these come from OUT/last.pt unless given on the command line.
@@ -262,6 +449,7 @@ def _resumed_settings(values: dict, given: set[str]) -> dict:
     resumed = dict(values)
     if "data" not in given:  # not $PIXELRNN_DATA, which may name another dataset by now
         resumed["data"] = before["data"]
+        _check_recorded_data(before["data"], last)
     for name in _RUN_SETTINGS:
         if name not in given and name in before:
             resumed[name] = before[name]
@@ -280,6 +468,83 @@ def _resumed_settings(values: dict, given: set[str]) -> dict:
             file=sys.stderr,
         )
     return resumed
+
+
+def _check_counts(*options: tuple[str, int | None]) -> None:
+    """Refuse counts below 1 (None: not given), before any work."""
+    for name, value in options:
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+def _device(name: str | None) -> torch.device:
+    """``--device``, checked before anything is loaded: a checkpoint read onto a GPU that is not
+    there fails in ways that look like a damaged file."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name} is not a device: use cpu, cuda or cuda:N") from e
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise ValueError(
+                f"--device {name}: PyTorch sees no GPU on this machine; use --device cpu"
+            )
+        if (device.index or 0) >= count:
+            raise ValueError(f"--device {name}: this machine has GPUs cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def _check_can_write(folder: Path, out: Path) -> None:
+    """Check, creating nothing, that ``folder`` (which need not exist yet) can be made and
+    written in: so a bad ``--out`` fails before any work, and a failed command leaves no empty
+    folder behind."""
+    base = folder
+    while not base.exists() and base.parent != base:
+        base = base.parent
+    if not base.is_dir():
+        raise ValueError(
+            f"cannot write {out}: {base} is a file, not a folder. Choose another --out."
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=base, prefix=".pixelrnn-write-test-"):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"cannot write {out}: no file can be made in {base} ({e.strerror or e}). "
+            "Choose an --out in a folder you can write to."
+        ) from e
+
+
+def _check_data_name(source: str) -> None:
+    """Say so when a dataset's name also names a folder here: the built-in dataset is read, not
+    the folder (``--data ./NAME`` reads the folder)."""
+    if is_source_name(source) and Path(source).exists():
+        warnings.warn(
+            f"--data {source} is the built-in dataset of that name, not the folder {source} here "
+            f"(to train on the folder, pass --data ./{source})",
+            stacklevel=2,
+        )
+
+
+def _data_option(data: str) -> str:
+    """``--data DATA`` as a hint. A run records its folder as it was typed, relative to where the
+    run was started: where that path leads nowhere, the hint names the folder instead."""
+    if is_source_name(data) or Path(data).expanduser().exists():
+        return f"--data {data}"
+    return f"--data and the path of the folder it was trained on (recorded as {data})"
+
+
+def _check_recorded_data(data: str, checkpoint: Path) -> None:
+    """Refuse, before any work, the folder a checkpoint records if it is not there from here."""
+    if not (is_source_name(data) or Path(data).expanduser().exists()):
+        raise ValueError(
+            f"{checkpoint} was trained on the folder {data}, which is not there from "
+            f"{Path.cwd()} (a path is recorded as typed, relative to where the run was started): "
+            "pass --data with its path from here"
+        )
 
 
 def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
@@ -306,9 +571,13 @@ def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     for name, value in _defaults("train").items():
         if values.get(name) is None:
             values[name] = value
-    _check_fresh_out(Path(values["out"]), args.resume)
+    _device(args.device)
+    out = Path(values["out"])
+    _check_fresh_out(out, args.resume)
+    _check_can_write(out, out)
     if args.resume and given is not None:
         values = _resumed_settings(values, given)
+    _check_data_name(values["data"])
     # checked on the run's architecture, which --resume may have taken from last.pt
     if values["options"].get("full_context") is False and values["arch"] != "diagonal_bilstm":
         raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
@@ -327,9 +596,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .train import TrainConfig, evaluate, load_splits
 
     limit = args.limit if args.limit is not None else _defaults("evaluate").get("limit")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1, got {limit}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _check_counts(("--limit", limit), ("--batch-size", args.batch_size))
+    device = _device(args.device)
     model, info = load_checkpoint(args.checkpoint, map_location=device)
     # the run's own settings, so that "val" is exactly the split it held out; no training image
     # is decoded (limit 0) and only the first `limit` held-out images are
@@ -338,20 +606,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     # --data, else $PIXELRNN_DATA, else the data the run was trained on
     trained_on = run.data
-    run.data = args.data or os.environ.get("PIXELRNN_DATA") or run.data
+    asked = args.data or os.environ.get("PIXELRNN_DATA")
+    if not asked:
+        _check_recorded_data(trained_on, Path(args.checkpoint))
+    run.data = asked or trained_on
+    _check_data_name(run.data)
     run.data_root = args.data_root
     run.levels = model.levels
     if source_levels(trained_on) < source_levels(run.data):
         raise ValueError(
             f"{args.checkpoint} was trained on {trained_on} ({source_levels(trained_on)} levels "
             f"per sub-pixel) and {run.data} has {source_levels(run.data)}: evaluate it with "
-            f"--data {trained_on}"
+            f"{_data_option(trained_on)}"
         )
     if source_levels(run.data) < model.levels:
         raise ValueError(
             f"{run.data} has {source_levels(run.data)} levels per sub-pixel and the model in "
             f"{args.checkpoint} predicts {model.levels}: evaluate a {source_levels(run.data)}-level "
-            f"checkpoint on it, or this one with --data {trained_on}"
+            f"checkpoint on it, or this one with {_data_option(trained_on)}"
+        )
+    if is_native_28(run.data) and (model.in_channels, run.image_size) != (1, 28):
+        size = run.image_size
+        raise ValueError(
+            f"{args.checkpoint} models {model.in_channels}-channel {size}x{size} images and "
+            f"{run.data} holds 1-channel 28x28 ones: evaluate it with {_data_option(trained_on)}"
         )
     if args.split == "test":
         if Path(run.data).exists() and not is_binarized_mnist(run.data):
@@ -387,34 +665,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(path: Path) -> None:
-    """Create ``path``'s folder and check that a file can be written there, or say why not."""
-    if path.is_dir():
+def _check_image_out(out: Path, overwrite: bool) -> None:
+    """Check ``sample --out`` before any sampling, creating nothing: a file name that Pillow can
+    write an image to (it goes by the extension), in a folder that can be written, and not an
+    existing file unless ``--overwrite``."""
+    from PIL import Image
+
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}")
+    if Image.registered_extensions().get(out.suffix.lower()) not in Image.SAVE:
+        what = f"{out.suffix} is not an image type" if out.suffix else "the name has no extension"
+        raise ValueError(f"--out {out}: {what}; end it in .png (or .jpg, .bmp, .tif, ...)")
+    if out.exists() and not overwrite:
         raise ValueError(
-            f"--out {path} is a folder; give a file name such as {path / 'samples.png'}"
+            f"--out {out} already exists: pass --overwrite to replace it, or another --out"
         )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".pixelrnn-write-test-"):
-            pass
-    except OSError as e:
-        raise ValueError(
-            f"cannot write {path}: {e.strerror or e}. Choose an --out in a folder you can write to."
-        ) from e
+    _check_can_write(out.parent, out)
 
 
 def _sample(args: argparse.Namespace) -> int:
     from torchvision.utils import save_image
 
     from .checkpoint import load_checkpoint
-    from .sampling import sample
+    from .sampling import check_temperature, sample
 
+    _check_counts(("--n", args.n), ("--size", args.size))
+    try:
+        check_temperature(args.temperature)
+    except ValueError as e:
+        raise ValueError(f"--{e}") from e
     out = Path(args.out)
-    _check_writable(out)  # before the sampling, not after it
-    for name, value in (("--n", args.n), ("--size", args.size)):
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    _check_image_out(out, args.overwrite)  # before the sampling, not after it
+    device = _device(args.device)
     model, info = load_checkpoint(args.checkpoint, map_location=device)
     size = args.size or info.get("train", {}).get("image_size", 32)
     classes = getattr(model, "classes", None)
@@ -442,6 +724,7 @@ def _sample(args: argparse.Namespace) -> int:
         progress=True,
         condition=condition,
     )
+    out.parent.mkdir(parents=True, exist_ok=True)  # only now: a failed command leaves no folder
     save_image(images.float() / (model.levels - 1), out, nrow=int(args.n**0.5 + 0.999))
     if args.json:
         row = {"out": str(out), "n": args.n, "method": method, "temperature": args.temperature}

@@ -43,6 +43,7 @@ import os
 import struct
 import tempfile
 import warnings
+import zipfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,7 @@ __all__ = [
     "FASHION_MNIST_4_SIZES",
     "fashion_mnist_4_file",
     "is_native_28",
+    "is_source_name",
     "pack_2bit",
     "unpack_2bit",
 ]
@@ -728,6 +730,33 @@ def is_binarized_mnist(source: str | Path) -> bool:
     return folder.is_dir() and (folder / _AMAT.format(split="train")).is_file()
 
 
+def _shipped_arrays(path: Path, name: str, keys: list[str], instead: str) -> list[np.ndarray]:
+    """The arrays ``keys`` of a data file shipped with the course, or one clear error.
+
+    A missing or damaged file (truncated, a split missing, replaced by a text file or a Git LFS
+    pointer) says how to restore it. NumPy's own message for a file that is not an archive
+    suggests ``allow_pickle=True``, which would run code from the file: never shown.
+    """
+    restore = f"restore it with `git checkout {shown_path(path)}` in the repository, or {instead}"
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped {name} ({shown_path(path)}) is missing: {restore}")
+    damaged = f"the shipped {name} ({shown_path(path)}) is damaged"
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [key for key in keys if key not in arrays.files]
+            if not missing:
+                return [arrays[key] for key in keys]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        with path.open("rb") as f:
+            if f.read(40).startswith(b"version https://git-lfs"):
+                raise ValueError(
+                    f"{damaged} (a Git LFS pointer, not the data): fetch it with `git lfs pull`, "
+                    f"or {instead}"
+                ) from e
+        raise ValueError(f"{damaged} (not a complete NumPy .npz archive): {restore}") from e
+    raise ValueError(f"{damaged} (it has no {missing[0]!r} array): {restore}")
+
+
 def _binarized_mnist_split(source: str | Path, split: str) -> np.ndarray:
     """One split as ``(N, 784)`` uint8 0/1: from the shipped file, or from a folder of ``.amat``."""
     if split not in BINARIZED_MNIST_SPLITS:
@@ -735,15 +764,11 @@ def _binarized_mnist_split(source: str | Path, split: str) -> np.ndarray:
             f"binarized MNIST has the splits {', '.join(BINARIZED_MNIST_SPLITS)}, not {split!r}"
         )
     if isinstance(source, str) and source.lower() == BINARIZED_MNIST:
-        path = binarized_mnist_file()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"the shipped binarized MNIST ({shown_path(path)}) is missing: restore it with "
-                "`git checkout data/binarized_mnist.npz`, or point --data at a folder holding "
-                f"the {_AMAT.format(split='{train,valid,test}')} files"
-            )
-        with np.load(path, allow_pickle=False) as arrays:
-            return np.unpackbits(arrays[split], axis=1, count=28 * 28)
+        folder = (
+            f"point --data at a folder holding the {_AMAT.format(split='{train,valid,test}')} files"
+        )
+        (packed,) = _shipped_arrays(binarized_mnist_file(), "binarized MNIST", [split], folder)
+        return np.unpackbits(packed, axis=1, count=28 * 28)
     return read_amat(Path(source).expanduser() / _AMAT.format(split=split))
 
 
@@ -813,6 +838,13 @@ def unpack_2bit(packed: np.ndarray) -> np.ndarray:
     return ((packed[..., None] >> shifts) & 3).reshape(packed.shape[0], -1)
 
 
+def is_source_name(source: str | Path) -> bool:
+    """True for the names of the built-in datasets (torchvision's and the shipped ones), which
+    :func:`load_dataset` reads instead of a folder of the same name (``./NAME`` is the folder)."""
+    names = (*TORCHVISION_SOURCES, BINARIZED_MNIST, FASHION_MNIST_4)
+    return isinstance(source, str) and source.lower() in names
+
+
 def is_native_28(source: str | Path) -> bool:
     """True for the shipped 28x28 grey sources (binarized MNIST, ``fashion_mnist_4``): their
     CLI defaults are ``--channels 1 --image-size 28``."""
@@ -832,15 +864,13 @@ def _load_fashion_mnist_4(
 ) -> ImageDataset:
     """The shipped Fashion-MNIST subset: ``(1, 28, 28)`` images of bins 0..3, labels 0..9."""
     _check_grey_28(FASHION_MNIST_4, 4, channels, image_size)
-    path = fashion_mnist_4_file()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"the shipped Fashion-MNIST subset ({shown_path(path)}) is missing: restore it with "
-            "`git checkout data/fashion_mnist_4.npz`, or use --data fashion_mnist (torchvision)"
-        )
     split = "train" if train else "test"
-    with np.load(path, allow_pickle=False) as arrays:
-        packed, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    packed, labels = _shipped_arrays(
+        fashion_mnist_4_file(),
+        "Fashion-MNIST subset",
+        [f"{split}_images", f"{split}_labels"],
+        "use --data fashion_mnist (torchvision)",
+    )
     keep = _select(len(packed), limit, indices)
     images = torch.from_numpy(unpack_2bit(packed[keep])).view(-1, 1, 28, 28)
     return ImageDataset(

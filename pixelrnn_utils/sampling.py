@@ -28,6 +28,8 @@ value by inverse-CDF sampling, so with the same generator they return the same i
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -39,7 +41,7 @@ from .progress import progress_bar
 from .row_lstm import RowLSTM, lstm_update
 from .settings import exact_float32
 
-__all__ = ["sample", "sample_multiscale", "draw"]
+__all__ = ["sample", "sample_multiscale", "draw", "check_temperature", "MIN_TEMPERATURE"]
 
 
 def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -54,15 +56,31 @@ def draw(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> tor
     return value.clamp_(max=logits.shape[-1] - 1)
 
 
+#: The lowest temperature sampled at: lower ones are the argmax already, and near 1e-308 the
+#: logits divided by it overflow float64, which makes every probability NaN.
+MIN_TEMPERATURE = 1e-6
+
+
+def check_temperature(temperature: float) -> float:
+    """``temperature`` if :func:`draw` can use it; else an error that says what it means.
+
+    Infinity would flatten every distribution to uniform noise, and a temperature near 0 (below
+    :data:`MIN_TEMPERATURE`) would give NaN probabilities and images of one value, both silently.
+    """
+    if not (math.isfinite(temperature) and temperature >= MIN_TEMPERATURE):
+        raise ValueError(
+            f"temperature must be a finite number from {MIN_TEMPERATURE:g} up (1: the model's own "
+            f"distribution, 0.01: nearly its most likely values, 10: nearly uniform), got {temperature}"
+        )
+    return temperature
+
+
 def _check(
     model: PixelRNN, n: int, shape: tuple[int, int, int], method: str, temperature: float
 ) -> None:
     if method not in ("naive", "cached"):
         raise ValueError(f"method must be 'naive' or 'cached', got {method!r}")
-    if not temperature > 0:
-        raise ValueError(
-            f"temperature must be > 0 (use a small value such as 0.01 for near-argmax), got {temperature}"
-        )
+    check_temperature(temperature)
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if len(shape) != 3 or shape[0] != model.in_channels or min(shape) < 1:

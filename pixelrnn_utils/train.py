@@ -245,12 +245,45 @@ def check_config(cfg: TrainConfig) -> None:
             check_levels(cfg.levels)
         except ValueError as e:
             problems.append(f"--levels: {e}")
+        else:
+            own = source_levels(cfg.data)  # data of fewer than 256 levels is used as it is
+            if own != 256 and cfg.levels != own:
+                problems.append(
+                    f"--levels {cfg.levels}: {cfg.data} has {own} levels per sub-pixel; "
+                    f"use --levels {own}"
+                )
     if cfg.lr_schedule not in LR_SCHEDULES:
         problems.append(
             f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
         )
+    problems += _conditioning_problems(cfg)
     if problems:
         raise ValueError("; ".join(problems))
+
+
+def _conditioning_problems(cfg: TrainConfig) -> list[str]:
+    """``--classes`` and ``--multiscale`` checked before any work, in the options' own names.
+
+    A Multi-Scale factor must be a power of 2 that divides the image size (the small image is
+    every F-th pixel of every F-th row); otherwise the first forward pass would fail, after the
+    data, the model and the run folder were set up.
+    """
+    classes, factor = cfg.options.get("classes"), cfg.options.get("multiscale")
+    problems = []
+    if classes is not None and not (isinstance(classes, int) and classes >= 2):
+        problems.append(f"--classes must be at least 2, got {classes}")
+    if factor is not None and classes is not None:
+        problems.append("--classes and --multiscale cannot be combined: choose one conditioning")
+    size = cfg.image_size
+    if factor is not None and isinstance(size, int) and size >= 1:
+        fits = [2**k for k in range(1, size.bit_length()) if size % 2**k == 0]
+        if factor not in fits:
+            which = ", ".join(map(str, fits)) if fits else "none: the size is odd"
+            problems.append(
+                f"--multiscale must be a power of 2 that divides --image-size {size} "
+                f"({which}), got {factor}"
+            )
+    return problems
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -303,6 +336,8 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
         )
         return with_levels(train_set, levels), with_levels(val_set, levels)
     n = count_images(cfg.data, root=cfg.data_root, train=True)
+    if n < 2:
+        raise ValueError(f"{cfg.data} has {n} image: a run needs one to train on, one to validate")
     split_seed = cfg.seed if cfg.split_seed is None else cfg.split_seed
     train_part, val_part = split_indices(n, cfg.val_fraction, seed=split_seed)
     train_part, val_part = train_part[: cfg.limit], val_part[: cfg.val_limit]
@@ -318,6 +353,15 @@ def load_splits(cfg: TrainConfig) -> tuple[Dataset, Dataset]:
     position = {source: k for k, source in enumerate(data.indices)}  # unreadable files are gone
     train_set = Subset(data, [position[i] for i in train_part if i in position])
     val_set = Subset(data, [position[i] for i in val_part if i in position])
+    for name, asked, part in (
+        ("training", train_part, train_set),
+        ("validation", val_part, val_set),
+    ):
+        if asked and not len(part):  # an epoch would report 0 bits/dim, a validation NaN
+            raise ValueError(
+                f"none of the {len(asked)} {name} images of {cfg.data} could be read (see the "
+                "warnings above): replace or remove those files, or use more images"
+            )
     return train_set, val_set
 
 
@@ -374,17 +418,44 @@ def forward(net: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 
 def check_labels(dataset: Dataset, classes: int) -> None:
-    """Refuse data whose labels are not class numbers ``0..classes-1`` (binarized MNIST has none)."""
+    """Refuse data whose labels are not class numbers ``0..classes-1`` (binarized MNIST has none);
+    warn about classes the training images never show: their vectors stay as initialised, and
+    images sampled for them are not images of anything."""
     base = dataset.dataset if isinstance(dataset, Subset) else dataset
     labels = getattr(base, "labels", None)
     if labels is None or not len(labels):
         return
+    if isinstance(dataset, Subset):
+        labels = labels[list(dataset.indices)]
     low, high = int(labels.min()), int(labels.max())
     if low < 0 or high >= classes:
         raise ValueError(
             f"--classes {classes} needs labels 0..{classes - 1}; this data's labels run from "
             f"{low} to {high}" + (" (it has no class labels)" if high < 0 else "")
         )
+    unseen = sorted(set(range(classes)) - set(labels.tolist()))
+    if unseen:
+        fewer = (
+            f"pass --classes {high + 1} if the data has {high + 1}, or "
+            if high + 1 < classes
+            else ""
+        )
+        warnings.warn(
+            f"--classes {classes}, but the training images have no label {_ranges(unseen)}: the "
+            f"model learns nothing for those classes ({fewer}train on more images)",
+            stacklevel=2,
+        )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """Sorted integers as a short list: ``[3, 4, 5, 9]`` -> ``"3..5, 9"``."""
+    runs: list[list[int]] = []
+    for k in numbers:
+        if runs and k == runs[-1][-1] + 1:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}..{r[-1]}" for r in runs)
 
 
 def _epoch_order(
@@ -510,21 +581,19 @@ class _Run:
         )
 
 
-def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
-    """Load ``out/last.pt`` into the run: (epochs done, metrics so far, position inside an epoch)."""
-    cfg, out = run.cfg, run.out
+def _read_last(cfg: TrainConfig, out: Path, config: dict[str, Any]) -> dict[str, Any] | None:
+    """``out/last.pt`` of a run to resume (None: there is none), checked against this run's
+    model and settings before any data is decoded."""
+    if not (cfg.resume and (out / "last.pt").exists()):
+        return None
     # read on the CPU: the RNG states must stay CPU tensors; load_state_dict (model and
     # Adam) copies the rest to the model's device
     state = read_checkpoint(out / "last.pt", map_location="cpu")
-    if state["config"] != run.model.config:
+    if state["config"] != config:
         raise CheckpointError(
             f"cannot resume {out / 'last.pt'}: it was trained with {state['config']}, "
-            f"this run asks for {run.model.config}. Use the same options or another --out folder."
+            f"this run asks for {config}. Use the same options or another --out folder."
         )
-    run.model.load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
-    if state.get("scaler") and run.scaler.is_enabled():
-        run.scaler.load_state_dict(state["scaler"])
     position = state.get("position")  # set when the run stopped in the middle of an epoch
     if position:  # the rest of that epoch must be the same batches
         before = state.get("train", {})
@@ -535,6 +604,27 @@ def _resume(run: _Run) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None
                     f"it was trained with {key}={before[key]!r}, this run asks for "
                     f"{getattr(cfg, key)!r}. Use the same {key} (or another --out folder)."
                 )
+    return state
+
+
+def _resume(
+    run: _Run, state: dict[str, Any]
+) -> tuple[int, list[dict[str, Any]], dict[str, Any] | None]:
+    """Load ``state`` (``out/last.pt``, see :func:`_read_last`) into the run: (epochs done,
+    metrics so far, position inside an epoch)."""
+    run.model.load_state_dict(state["model"])
+    if state.get("optimizer") is not None:
+        run.optimizer.load_state_dict(state["optimizer"])
+    elif run.rank == 0:  # a checkpoint exported for sharing (export_weights): weights only
+        warnings.warn(
+            f"{run.out / 'last.pt'} holds no optimizer state (a checkpoint made for sharing): the "
+            "run continues from its weights with a fresh Adam optimizer, so its next steps are "
+            "not the ones the original run would have taken",
+            stacklevel=3,
+        )
+    if state.get("scaler") and run.scaler.is_enabled():
+        run.scaler.load_state_dict(state["scaler"])
+    position = state.get("position")
     note = _schedule_change(run, state.get("train", {}), state["epoch"], position)
     if note and run.rank == 0:
         warnings.warn(note, stacklevel=3)
@@ -644,7 +734,7 @@ def _train_epoch(
                 raise KeyboardInterrupt(
                     f"stopped in epoch {epoch} after step {step} of {start + len(loader)}; "
                     f"{out / 'last.pt'} holds this exact point: the same command with --resume "
-                    "(resume=True) continues it"
+                    "continues it"
                 )
     bar.close()
     return {
@@ -720,6 +810,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     if cfg.compile:  # on CUDA also CUDA graphs: the Row LSTM launches thousands of small kernels
         net = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None)
         loss_fn = torch.compile(nll)  # one fused pass over the logits instead of three
+    last = _read_last(cfg, out, model.config)  # before any data is decoded
     train_set, val_set = load_splits(cfg)
     if cfg.options.get("classes") is not None:
         check_labels(train_set, cfg.options["classes"])
@@ -743,9 +834,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         show=cfg.progress and rank == 0,
     )
     start_epoch, history, position = 0, [], None
-    resumed = cfg.resume and (out / "last.pt").exists()
+    resumed = last is not None
     if resumed:
-        start_epoch, history, position = _resume(run)
+        start_epoch, history, position = _resume(run, last)
         if rank == 0:  # the log is rebuilt from the checkpoint: no epoch is lost or counted twice
             log_path.write_text("".join(json.dumps(r) + "\n" for r in history))
     elif rank == 0:
@@ -806,6 +897,6 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if run.stop_requested and epoch < cfg.epochs:  # Ctrl-C during validation or saving
                 raise KeyboardInterrupt(
                     f"stopped after epoch {epoch}; {out / 'last.pt'} holds it: the same command "
-                    "with --resume (resume=True) continues"
+                    "with --resume continues it"
                 )
     return summary

@@ -276,8 +276,9 @@ def test_cli_class_conditional_train_and_sample(tmp_path, capsys):
     expected = sample(model, 16, (1, 28, 28), "cached", generator=_gen(0), condition=7)
     tile = grid[2:30, 2:30]
     assert np.array_equal(tile, (expected[0, 0].numpy() * 255 // 3).astype(np.uint8))
-    err = _fails(capsys, "sample", "--checkpoint", str(ckpt), "--class", "10", "--out", str(png))
-    assert "--class must be in 0..9" in err
+    other = tmp_path / "y.png"  # x.png is kept: sample refuses an existing file
+    err = _fails(capsys, "sample", "--checkpoint", str(ckpt), "--class", "10", "--out", str(other))
+    assert "--class must be in 0..9" in err and not other.exists()
 
 
 def test_cli_refuses_class_for_an_unconditional_checkpoint(tmp_path, capsys):

@@ -104,8 +104,9 @@ def test_bad_arguments_give_clear_errors():
     model = _model()
     with pytest.raises(ValueError, match="C = 3"):
         sample(model, 1, (1, 4, 4))
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        sample(model, 1, (3, 4, 4), temperature=0)
+    for temperature in (0, 1e-320, float("inf"), float("nan")):  # nan probabilities, or noise
+        with pytest.raises(ValueError, match="temperature must be a finite number from 1e-06"):
+            sample(model, 1, (3, 4, 4), temperature=temperature)
     with pytest.raises(ValueError, match="method"):
         sample(model, 1, (3, 4, 4), method="fast")
     with pytest.raises(ValueError, match="prefix"):
