@@ -356,7 +356,9 @@ def _image_in_skewed(
     buffer: torch.Tensor, height: int, width: int, column: int = 0, row: int = 0
 ) -> torch.Tensor:
     """The view ``(height, width, ...)`` of a skewed buffer ``(columns, rows, ...)``: pixel (r, j)
-    is at column r + j + ``column``, row r + ``row``.
+    is at column r + j + ``column``, row r + ``row``. ``buffer`` is a whole tensor (not a view
+    into another; slice the view this returns instead), so that its storage starts at its first
+    element: ``torch.compile`` cannot read a tensor's storage offset.
 
     Moving one row down moves one column right as well, so the row stride is the buffer's row
     stride plus its column stride.
@@ -365,7 +367,7 @@ def _image_in_skewed(
     return buffer.as_strided(
         (height, width, *buffer.shape[2:]),
         (s_column + s_row, s_column, *rest),
-        buffer.storage_offset() + column * s_column + row * s_row,
+        column * s_column + row * s_row,
     )
 
 
@@ -474,7 +476,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         # read above (the first F features; at row r + 2) and beside (the last F; at row r + 1),
         # the loss's share placed beside before the loop
         grad_reads = grad_states.new_zeros(S + 1, H + 2, B, 2 * F)
-        beside_image = _image_in_skewed(grad_reads[..., F:], H, W, 1, 1)
+        beside_image = _image_in_skewed(grad_reads, H, W, 1, 1)[..., F:]
         beside_image.unflatten(3, grad_states.shape[3:]).copy_(grad_states)
         dc = grad_states.new_zeros(H, B, F)
         weights_t = kernels.view(2 * F, 4 * F).T.contiguous()  # [above; beside]^T
@@ -493,12 +495,12 @@ class _DiagonalRecurrence(torch.autograd.Function):
         d_h0 = d_c0 = None
         if ctx.learned:  # h0 above row 0 (columns 0 .. W - 1) and beside pixel (r, 0), which is
             # row r of column r; c0 beside pixel (r, 0), whose gradient dc now holds
-            beside_first = _image_in_skewed(grad_reads[..., F:], H, 1, row=1)
+            beside_first = _image_in_skewed(grad_reads, H, 1, row=1)[..., F:]
             d_h0 = grad_reads[:W, 1, :, :F].sum((0, 1)) + beside_first.sum((0, 1, 2))
             d_h0, d_c0 = d_h0.view(D, hd), dc.sum((0, 1)).view(D, hd)
         # per direction: the input-to-state products' gradient (D, 4h, H W B), and the
         # state-to-state kernels' from what every pixel read (its above and beside states)
-        d_image = _image_in_skewed(fac[..., F:], H, W).view(H, W, B, 4, D, hd)
+        d_image = _image_in_skewed(fac, H, W)[..., F:].unflatten(3, (4, D, hd))
         d_pre = d_image.permute(4, 3, 5, 0, 1, 2).reshape(D, 4 * hd, H * W * B)
         image_reads = [_image_in_skewed(hs, H, W, row=row).unflatten(3, (D, hd)) for row in (0, 1)]
         reads = torch.stack(

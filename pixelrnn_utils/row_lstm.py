@@ -245,8 +245,9 @@ def row_recurrence(
     * the **input-to-state** convolution of every row is one convolution before the loop (it
       does not depend on the recurrence); inside the loop, one matrix product per row computes
       the state-to-state convolution;
-    * every row is stored **padded**: each image's row of W columns has k // 2 columns of zeros
-      on either side, so the k taps of a state are k overlapping views of one flat buffer, and
+    * every row is stored **padded**: each image's row of W columns is followed by k // 2
+      columns of zeros (before the next image's), so the k taps of a state are k overlapping
+      views of one flat buffer, and
       one copy lays them out for the product (no per-row shifting or zeroing). The gates
       computed at the padding columns are never used: their output gate is set to
       sigmoid(-inf) = 0 there, so the state they write into the padding is exactly 0;
@@ -263,32 +264,33 @@ def row_recurrence(
     B, C, H, W = features.shape
     G, hd, k = state_weight.shape
     pad, taps = k // 2, input_weight.shape[2]
-    P = W + 2 * pad  # a padded row of one image
+    P = W + pad  # one image's row and the zero columns after it (before the next image's)
     n, N = B * P, H * B * P  # columns of one row, of the whole map
     # The input-to-state convolution of every row, as one product over the whole map in the
-    # padded layout (C, H, B, W + 2 pad): tap t of column q reads column q - pad + t, which
-    # is t positions on in the map shifted right by pad (zeros come from the padding).
-    padded = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (pad, pad)).reshape(C * N)
+    # padded layout (C, H, B, W + pad): tap t of column q reads column q - pad + t, which is t
+    # positions on in the map shifted right by pad (zeros come from the padding).
+    padded = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (0, pad)).reshape(C * N)
     shifted = F.pad(padded, (pad, 0))
     inputs = torch.stack([shifted[t : t + C * N] for t in range(taps)]).view(taps * C, N)
     input_matrix = input_weight.permute(0, 2, 1).reshape(G, taps * C).to(product_dtype)
-    # every bias, and the output gate at the padding columns: -inf, so that the state there is
+    gates_in = torch.addmm(bias.to(product_dtype)[:, None], input_matrix, inputs)
+    # the output gate at the padding columns: -inf, so that the state there is
     # h = sigmoid(-inf) tanh(c) = 0, the zero padding the next row's taps read
-    closed = bias.to(product_dtype)[:, None, None, None].repeat(1, 1, 1, P)
-    closed[: G // 4, ..., :pad] = closed[: G // 4, ..., pad + W :] = float("-inf")
-    gates_in = (input_matrix @ inputs).view(G, H, B, P) + closed
+    closed = gates_in.new_zeros(G, 1, 1, P)
+    closed[: G // 4, ..., W:] = float("-inf")
+    gates_in = gates_in.view(G, H, B, P) + closed
     if extra is not None:
-        gates_in = gates_in + F.pad(extra.to(product_dtype), (pad, pad)).permute(1, 2, 0, 3)
+        gates_in = gates_in + F.pad(extra.to(product_dtype), (0, pad)).permute(1, 2, 0, 3)
     matrix = state_weight.permute(0, 2, 1).reshape(G, k * hd).to(dtype)  # tap-major
     h_init, c_init = (
-        F.pad(s.to(dtype)[:, None, None].expand(hd, B, W), (pad, pad)).reshape(hd, n)
+        F.pad(s.to(dtype)[:, None, None].expand(hd, B, W), (0, pad)).reshape(hd, n)
         if s is not None
         else features.new_zeros(hd, n, dtype=dtype)
         for s in (h0, c0)
     )
     gates_in = gates_in.view(G, H, n).transpose(0, 1)  # (H, 4h, B P): row r is gates_in[r]
     states = _RowRecurrence.apply(gates_in, matrix, h_init, c_init)  # (H, h, B P)
-    return states.view(H, hd, B, P)[..., pad : pad + W].permute(2, 1, 0, 3)
+    return states.view(H, hd, B, P)[..., :W].permute(2, 1, 0, 3)
 
 
 class _RowRecurrence(torch.autograd.Function):
@@ -335,7 +337,7 @@ class _RowRecurrence(torch.autograd.Function):
         tanh_c = h_init.new_empty(H, hd, n)
         for r in range(H):
             # tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
-            taps[r] = hs[r].as_strided((k, hd, n), (1, n, 1), hs[r].storage_offset())
+            taps[r] = hs.as_strided((k, hd, n), (1, n, 1), r * hs.stride(0))
             torch.addmm(gates_in[r], weights, taps[r].view(k * hd, n), out=gates)
             torch.sigmoid(gates[: 3 * hd].view(3, hd, n), out=acts[r, :3])
             torch.tanh(gates[3 * hd :], out=acts[r, 3])
