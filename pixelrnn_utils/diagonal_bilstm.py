@@ -418,23 +418,26 @@ class _DiagonalRecurrence(torch.autograd.Function):
             state_to_state.view(D, 4, hd, hd, 2).permute(4, 3, 1, 2, 0)
         )
         above, beside = kernels.view(2, F, F4)
-        # every pixel's input-to-state gates, (D, 4h, H W B) -> the skewed (S, H, B, 4, D, h)
+        # every pixel's input-to-state gates, in the skewed layout (S, H, B, 4, D, h)
         flat_inputs = inputs.reshape(D, K, H * W * B)
-        gates_in = torch.baddbmm(bias[:, :, None], input_weight, flat_inputs)
+        gates_in = torch.baddbmm(  # (D, H W B, 4h): a pixel's gates side by side
+            bias[:, None], flat_inputs.transpose(1, 2), input_weight.transpose(1, 2)
+        )
         pre = inputs.new_empty(S, H, B, 4, D, hd)
         _image_in_skewed(pre, H, W).copy_(
-            gates_in.view(D, 4, hd, H, W, B).permute(3, 4, 5, 1, 0, 2)
+            gates_in.view(D, H, W, B, 4, hd).permute(1, 2, 3, 4, 0, 5)
         )
         pre = pre.view(S, H, B, F4)
         acts = inputs.new_empty(S, H, B, F4)  # sigmoid(o, f, i), tanh(g)
         # hs[t + 1, r + 1]: h of column t, row r; row 0 is the state above row 0 (h0)
-        hs = inputs.new_empty(S + 1, H + 1, B, F)
-        h0, c0 = h0.reshape(F), c0.reshape(F)  # (D, h): the directions' states side by side
-        hs[:, 0] = h0
-        cells = inputs.new_empty(S + 1, H, B, F)  # cells[t + 1, r]: c of column t, row r
-        # pixel (r, 0) is row r of column r; beside it, in column r - 1, the initial state
-        _image_in_skewed(hs, H, 1, row=1).copy_(h0.expand(H, 1, B, F))
-        _image_in_skewed(cells, H, 1).copy_(c0.expand(H, 1, B, F))
+        hs = inputs.new_zeros(S + 1, H + 1, B, F)
+        cells = inputs.new_zeros(S + 1, H, B, F)  # cells[t + 1, r]: c of column t, row r
+        if learned:  # else the initial states are the zeros already there
+            h0, c0 = h0.reshape(F), c0.reshape(F)  # (D, h): the directions' states side by side
+            hs[:, 0] = h0
+            # pixel (r, 0) is row r of column r; beside it, in column r - 1, the initial state
+            _image_in_skewed(hs, H, 1, row=1).copy_(h0.expand(H, 1, B, F))
+            _image_in_skewed(cells, H, 1).copy_(c0.expand(H, 1, B, F))
         tanh_c = inputs.new_empty(S, H, B, F)
         for t in range(S):
             lo, hi = _rows_in_image(t, H, W)
@@ -470,7 +473,8 @@ class _DiagonalRecurrence(torch.autograd.Function):
         # four become the gates' gradient d, column by column, in place
         image = [_image_in_skewed(buffer, H, W) for buffer in (acts, tanh_c, cells)]
         fac = acts.new_empty(S, H, B, 5 * F)
-        _image_in_skewed(fac, H, W).copy_(lstm_derivative_factors(*image, dim=3))
+        factors = lstm_derivative_factors(*image, dim=3)  # (5, H, W, B, F)
+        _image_in_skewed(fac, H, W).unflatten(3, (5, F)).copy_(factors.permute(1, 2, 3, 0, 4))
         f = acts[..., F : 2 * F]
         # grad_reads[t + 1, r + 1]: the gradients of h of column t, row r, that column t + 1
         # read above (the first F features; at row r + 2) and beside (the last F; at row r + 1),
@@ -479,7 +483,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         beside_image = _image_in_skewed(grad_reads, H, W, 1, 1)[..., F:]
         beside_image.unflatten(3, grad_states.shape[3:]).copy_(grad_states)
         dc = grad_states.new_zeros(H, B, F)
-        weights_t = kernels.view(2 * F, 4 * F).T.contiguous()  # [above; beside]^T
+        weights_t = kernels.view(2 * F, 4 * F).T  # [above; beside]^T
         for t in reversed(range(S)):
             lo, hi = _rows_in_image(t, H, W)
             n = (hi - lo + 1) * B
@@ -501,13 +505,13 @@ class _DiagonalRecurrence(torch.autograd.Function):
         # per direction: the input-to-state products' gradient (D, 4h, H W B), and the
         # state-to-state kernels' from what every pixel read (its above and beside states)
         d_image = _image_in_skewed(fac, H, W)[..., F:].unflatten(3, (4, D, hd))
-        d_pre = d_image.permute(4, 3, 5, 0, 1, 2).reshape(D, 4 * hd, H * W * B)
+        d_pre = d_image.permute(4, 0, 1, 2, 3, 5).reshape(D, H * W * B, 4 * hd)
         image_reads = [_image_in_skewed(hs, H, W, row=row).unflatten(3, (D, hd)) for row in (0, 1)]
         reads = torch.stack(
             [r.permute(3, 0, 1, 2, 4) for r in image_reads], 4
         )  # (D, H, W, B, 2, h)
-        d_taps = torch.bmm(d_pre, reads.view(D, H * W * B, 2 * hd))  # (D, 4h, [above; beside])
+        d_taps = torch.bmm(d_pre.transpose(1, 2), reads.view(D, H * W * B, 2 * hd))
         d_state_to_state = d_taps.view(D, 4 * hd, 2, hd).transpose(2, 3).contiguous()
-        d_inputs = torch.bmm(input_weight.transpose(1, 2), d_pre).view(D, K, H, W, B)
-        d_input_weight = torch.bmm(d_pre, flat_inputs.transpose(1, 2))
-        return d_inputs, d_input_weight, d_pre.sum(2), d_state_to_state, d_h0, d_c0, None
+        d_inputs = torch.bmm(d_pre, input_weight).transpose(1, 2).view(D, K, H, W, B)
+        d_input_weight = torch.bmm(d_pre.transpose(1, 2), flat_inputs.transpose(1, 2))
+        return d_inputs, d_input_weight, d_pre.sum(1), d_state_to_state, d_h0, d_c0, None

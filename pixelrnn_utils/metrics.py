@@ -16,7 +16,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .settings import reads_values
+
 __all__ = [
+    "check_values",
     "nll_per_subpixel",
     "nll",
     "bits_per_dim",
@@ -35,13 +38,23 @@ def _check(logits: torch.Tensor, x: torch.Tensor) -> None:
             f"logits must be (B, L, C, H, W) matching images (B, C, H, W); "
             f"got logits {tuple(logits.shape)} and images {tuple(x.shape)}"
         )
-    if torch.compiler.is_compiling() or not x.numel():
+    if reads_values():  # not in a training step, which checked its batch on the CPU
+        check_values(x, logits.shape[1])
+
+
+def check_values(x: torch.Tensor, levels: int) -> None:
+    """Refuse images whose values are not sub-pixel levels ``0 .. levels - 1``.
+
+    Reads two values of ``x``: on a GPU, a host sync. The training loop calls it on the CPU
+    batch, before the batch moves to the GPU (``settings.values_checked``).
+    """
+    if not x.numel():
         return
     low, high = int(x.min()), int(x.max())
-    if low < 0 or high >= logits.shape[1]:
+    if low < 0 or high >= levels:
         raise ValueError(
-            f"images hold values {low}..{high} but the logits predict {logits.shape[1]} levels "
-            f"(0..{logits.shape[1] - 1}): quantise the images to the model's levels "
+            f"images hold values {low}..{high} but the logits predict {levels} levels "
+            f"(0..{levels - 1}): quantise the images to the model's levels "
             "(data.quantize) or use a model built for this data"
         )
 

@@ -91,18 +91,22 @@ def lstm_derivative_factors(
         [d_f, d_i, d_g] = dc * [c_prev f (1 - f), g i (1 - i), i (1 - g^2)]
         dc_prev = dc * f
 
-    Returns the five factors ``[o (1 - tanh(c)^2); tanh(c) o (1 - o); c_prev f (1 - f);
-    g i (1 - i); i (1 - g^2)]`` stacked on ``dim``. They depend only on the forward pass, so they
-    are computed for every row (column) before the backward's loop, which then takes a few
-    products per step.
+    Returns the five factors ``[o (1 - tanh(c)^2), tanh(c) o (1 - o), c_prev f (1 - f),
+    g i (1 - i), i (1 - g^2)]`` stacked on a new first dimension, each shaped like one gate.
+    They depend only on the forward pass, so they are computed for every row (column) before
+    the backward's loop, which then takes a few products per step.
     """
-    o, _, i, g = acts.chunk(4, dim)
+    o, f, i, g = acts.chunk(4, dim)
     one = acts.new_ones(())
-    sig = acts.narrow(dim, 0, 3 * o.shape[dim])  # o, f, i
-    slopes = torch.cat([o, torch.addcmul(sig, sig, sig, value=-1), i], dim)
-    partners = [torch.addcmul(one, tanh_c, tanh_c, value=-1), tanh_c, c_prev, g]
-    partners.append(torch.addcmul(one, g, g, value=-1))
-    return slopes * torch.cat(partners, dim)
+    sig = acts.narrow(dim, 0, 3 * o.shape[dim])
+    slope_o, slope_f, slope_i = torch.addcmul(sig, sig, sig, value=-1).chunk(3, dim)  # s (1 - s)
+    factors = acts.new_empty(5, *o.shape)
+    torch.addcmul(one, tanh_c, tanh_c, value=-1, out=factors[0]).mul_(o)
+    torch.mul(slope_o, tanh_c, out=factors[1])
+    torch.mul(slope_f, c_prev, out=factors[2])
+    torch.mul(slope_i, g, out=factors[3])
+    torch.addcmul(one, g, g, value=-1, out=factors[4]).mul_(i)
+    return factors
 
 
 def initial_state_parameters(
@@ -355,22 +359,21 @@ class _RowRecurrence(torch.autograd.Function):
         k = taps.shape[1]
         pad = k // 2
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
-        factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)
+        factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)[:, :, 0]
         f = acts[:, 1]
         grad_gates = grad_states.new_empty(H, 4, hd, n, dtype=weights.dtype)
         d_taps = grad_states.new_zeros(k, hd, n, dtype=weights.dtype)
         dc = grad_states.new_zeros(hd, n)
-        weights_t = weights.T.contiguous()
         for r in reversed(range(H)):
             # dh: the gradient of h_r from the loss and from row r + 1's k taps; tap t of column
             # p read h of column p + t - pad, so it is found at t (hd n) + j n + p - t + pad
             moved = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
             dh = grad_states[r] + moved
-            dc.addcmul_(dh, factors[r, 0])
-            torch.mul(dh, factors[r, 1], out=grad_gates[r, 0])
-            torch.mul(factors[r, 2:], dc, out=grad_gates[r, 1:])
+            dc.addcmul_(dh, factors[0, r])
+            torch.mul(dh, factors[1, r], out=grad_gates[r, 0])
+            torch.mul(factors[2:, r], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
-            torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
+            torch.mm(weights.T, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
         d_h_init = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
         grad = grad_gates.view(H, 4 * hd, n)
         d_matrix = torch.bmm(grad, taps.view(H, k * hd, n).transpose(1, 2)).sum(0, dtype=dc.dtype)

@@ -28,6 +28,8 @@ __all__ = [
     "exact_float32",
     "seed_everything",
     "shown_path",
+    "values_checked",
+    "reads_values",
 ]
 
 
@@ -49,6 +51,34 @@ def smoke() -> bool:
 def data_source(default: str = "cifar10") -> str:
     """The dataset to use: ``PIXELRNN_DATA`` when set, else ``default``."""
     return os.environ.get("PIXELRNN_DATA") or default
+
+
+_values_checked = False  # True inside values_checked()
+
+
+@contextlib.contextmanager
+def values_checked() -> Iterator[None]:
+    """Inside: the images and labels given to the models and the loss were checked where their
+    batch was made (on the CPU), so the models and the loss read no tensor's values to check
+    them again.
+
+    Reading a value of a GPU tensor (``int(x.min())``, ``if labels.max() >= K``) makes the CPU
+    wait for every kernel queued before it: a host sync, which stalls the launch queue of a
+    training step, breaks a CUDA graph's capture, and cannot be traced by ``torch.compile``.
+    Outside (a notebook calling ``model(x)``), the checks run and name what is wrong.
+    """
+    global _values_checked
+    before, _values_checked = _values_checked, True
+    try:
+        yield
+    finally:
+        _values_checked = before
+
+
+def reads_values() -> bool:
+    """Whether the models and the loss may read tensor values to check them: not inside
+    :func:`values_checked`, and not while ``torch.compile`` traces."""
+    return not (_values_checked or torch.compiler.is_compiling())
 
 
 def default_device() -> torch.device:

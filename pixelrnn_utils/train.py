@@ -60,10 +60,10 @@ from .data import (
     split_indices,
     with_levels,
 )
-from .metrics import LN2, nll, nll_per_subpixel
+from .metrics import LN2, check_values, nll, nll_per_subpixel
 from .model import build_model
 from .progress import progress_bar
-from .settings import exact_float32, seed_everything
+from .settings import exact_float32, seed_everything, values_checked
 
 __all__ = [
     "PRECISIONS",
@@ -392,10 +392,11 @@ def evaluate(
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync
     count, images, dims = 0, 0, 0
     for x, y in progress_bar(loader, desc="evaluate", disable=not progress, leave=False):
+        check_batch(model, x, y)  # on the CPU: the loss below reads no value (no host sync)
         x = x.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=False):
+        with torch.autocast(device.type, enabled=False), values_checked():
             logits = forward(model, x, y)
-        total += nll_per_subpixel(logits, x).sum(dtype=torch.float64)
+            total += nll_per_subpixel(logits, x).sum(dtype=torch.float64)
         count += x.numel()
         images += x.shape[0]
         dims = x[0].numel()
@@ -664,6 +665,51 @@ def _schedule_change(
     )
 
 
+#: How many steps a GPU run takes between reading its losses back (each read is a host sync).
+LOSS_READ_EVERY = 25
+
+
+def loss_read_every(device: torch.device) -> int:
+    """Steps between reads of the loss: every step on the CPU (a read costs nothing there),
+    :data:`LOSS_READ_EVERY` on a GPU, whose progress bar and divergence check lag that much."""
+    return 1 if torch.device(device).type == "cpu" else LOSS_READ_EVERY
+
+
+def check_batch(model: nn.Module, x: torch.Tensor, labels: torch.Tensor) -> None:
+    """Refuse a batch whose values the model cannot take (images not in ``0..levels-1``, labels
+    not in ``0..classes-1``), read on the CPU where the batch is made, so that the step itself
+    reads none (:func:`~pixelrnn_utils.settings.values_checked`)."""
+    check_values(x, model.levels)
+    if getattr(model, "classes", None) is not None:
+        model.conditioner.check(labels, x.shape[0])
+
+
+def _read_losses(
+    run: _Run, pending: list[tuple[torch.Tensor, int]], epoch: int, seen: int, running: float
+) -> tuple[int, float]:
+    """Read back the losses of the steps since the last read (one host sync), stop the run if
+    one is not finite (every rank together), and return the images seen and the running mean
+    bits/dim after them."""
+    losses = torch.stack([loss for loss, _ in pending])
+    finite = torch.isfinite(losses).all().float()
+    if run.world > 1:  # every rank stops together, none waits in the next all-reduce
+        dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+    values = losses.tolist()
+    if not finite.item():  # the weights in memory are spoiled; last.pt on disk is not
+        bad = next((k for k, value in enumerate(values) if not math.isfinite(value)), None)
+        before = seen + sum(images for _, images in pending[: bad or 0])
+        shown = "NaN or infinite on another rank" if bad is None else values[bad]
+        raise TrainingDiverged(
+            f"loss became {shown} at epoch {epoch} after {before} images; the last good "
+            f"checkpoint ({run.out / 'last.pt'}) is kept. Lower --lr or keep gradient clipping "
+            "on, then --resume."
+        )
+    for value, (_, images) in zip(values, pending, strict=True):
+        seen += images
+        running += (value / LN2 - running) * images / seen
+    return seen, running
+
+
 def _train_epoch(
     run: _Run, epoch: int, history: list, position: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -682,6 +728,8 @@ def _train_epoch(
     loader = _batches(run.train_set, order, cfg, start, run.drop_last, run.device)
     t0 = last_save = time.perf_counter()
     first_step_seconds, lr = None, cfg.lr
+    last_step, every = start + len(loader), loss_read_every(run.device)
+    pending: list[tuple[torch.Tensor, int]] = []  # the losses not read back yet, batch sizes
     bar = progress_bar(
         loader,
         desc=f"epoch {epoch}/{cfg.epochs} [{run.precision}]",
@@ -695,34 +743,32 @@ def _train_epoch(
         lr = learning_rate(cfg, (epoch - 1) * run.steps_per_epoch + step - 1, total_steps)
         for group in run.optimizer.param_groups:
             group["lr"] = lr
+        check_batch(run.model, x, y)  # on the CPU, where the batch is made
         x = x.to(run.device, non_blocking=True)
-        loss = train_step(
-            run.net,
-            run.optimizer,
-            x,
-            y,
-            dtype=run.dtype,
-            clip=cfg.clip,
-            scaler=run.scaler,
-            loss_fn=run.loss_fn,
-        )
-        finite = torch.isfinite(loss).float()
-        if run.world > 1:  # every rank stops together, none waits in the next all-reduce
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        if not finite:  # the weights in memory are spoiled; last.pt on disk is not
-            raise TrainingDiverged(
-                f"loss became {loss.item() if run.world == 1 else 'NaN or infinite on a rank'} at "
-                f"epoch {epoch} after {seen} images; the last good checkpoint "
-                f"({out / 'last.pt'}) is kept. Lower --lr or keep gradient clipping on, then --resume."
+        with values_checked():  # so the step itself reads no value: no host sync
+            loss = train_step(
+                run.net,
+                run.optimizer,
+                x,
+                y,
+                dtype=run.dtype,
+                clip=cfg.clip,
+                scaler=run.scaler,
+                loss_fn=run.loss_fn,
             )
-        seen += x.shape[0]
-        running += (loss.item() / LN2 - running) * x.shape[0] / seen
-        bar.set_postfix(bpd=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
+        pending.append((loss, x.shape[0]))
+        due = cfg.save_every and time.perf_counter() - last_save >= cfg.save_every * 60
+        save = (due or run.stop_requested) and step < last_step
+        # the losses are read back every few steps (each read waits for the GPU), and always
+        # before a save: a diverged run stops before it writes anything
+        if len(pending) >= every or save or step in (start + 1, last_step):
+            seen, running = _read_losses(run, pending, epoch, seen, running)
+            pending.clear()
+            bar.set_postfix(bpd=f"{running:.3f}", lr=f"{lr:.2g}", refresh=False)
         if first_step_seconds is None:
             first_step_seconds = time.perf_counter() - t0  # includes compiling, with --compile
         now = time.perf_counter()
-        due = cfg.save_every and now - last_save >= cfg.save_every * 60
-        if (due or run.stop_requested) and step < start + len(loader):
+        if save:
             if run.rank == 0:
                 done = {"epoch": epoch, "step": step, "seen": seen, "running": running}
                 run.save(
@@ -732,7 +778,7 @@ def _train_epoch(
             if run.stop_requested:
                 bar.close()
                 raise KeyboardInterrupt(
-                    f"stopped in epoch {epoch} after step {step} of {start + len(loader)}; "
+                    f"stopped in epoch {epoch} after step {step} of {last_step}; "
                     f"{out / 'last.pt'} holds this exact point: the same command with --resume "
                     "continues it"
                 )

@@ -41,6 +41,7 @@ def tiny_run_config(folder: Path, out: Path, **overrides):
         val_fraction=0.25,
         out=str(out),
         progress=False,
+        device="cpu",  # what the tests claim, on a GPU host too
     )
     base.update(overrides)
     return TrainConfig(**base)
