@@ -238,20 +238,20 @@ class DiagonalBiLSTM(nn.Module):
         state-to-state one included.
         """
         left, right = self.left.input_to_state, self.right.input_to_state
-        weights = [left.masked_weight()[:, :, 0, 0], right.masked_weight()[:, :, 0, 0]]
+        weights = [left.masked_weight().flatten(1), right.masked_weight().flatten(1)]
         biases = [
             left.bias + self.left.state_to_state.bias,
             right.bias + self.right.state_to_state.bias,
         ]
         if self.right_image is not None:
-            image = self.right_image.weight[:, :, 0, 0]
+            image = self.right_image.weight.flatten(1)
             weights = [
                 torch.cat([weights[0], torch.zeros_like(image)], 1),
                 torch.cat([weights[1], image], 1),
             ]
             biases[1] = biases[1] + self.right_image.bias
         if conditioned:
-            halves = self.condition_bias.weight[:, :, 0, 0].chunk(2)
+            halves = self.condition_bias.weight.flatten(1).chunk(2)
             weights = [torch.cat([w, half], 1) for w, half in zip(weights, halves, strict=True)]
             biases = [
                 b + half for b, half in zip(biases, self.condition_bias.bias.chunk(2), strict=True)
@@ -288,7 +288,8 @@ class DiagonalBiLSTM(nn.Module):
                 h0,
                 c0,
             )  # (2, B, h, H, W)
-        return states[0] + self.shift_down(states[1].flip(3))
+        left_states, right_states = states.unbind(0)
+        return left_states + self.shift_down(right_states.flip(3))
 
     def forward(
         self, x: torch.Tensor, image: torch.Tensor, condition: torch.Tensor | None = None
