@@ -350,6 +350,13 @@ def _add_train_arguments(t: argparse.ArgumentParser) -> None:
         help="torch.compile the model and the loss (CUDA: with CUDA graphs); compiling takes minutes",
     )
     t.add_argument(
+        "--no-cuda-graphs",
+        dest="cuda_graphs",
+        action="store_false",
+        help="on CUDA, run the step eagerly, kernel by kernel (by default its forward and "
+        "backward are recorded as CUDA graphs and replayed; not with --compile)",
+    )
+    t.add_argument(
         "--save-every",
         type=float,
         default=10.0,
@@ -418,6 +425,7 @@ def _check_fresh_out(out: Path, resume: bool) -> None:
 _RUN_SETTINGS = (
     "arch", "hidden", "layers", "epochs", "batch_size", "lr", "lr_schedule", "limit", "val_limit",
     "seed", "split_seed", "channels", "image_size", "levels", "save_every", "data_root", "compile",
+    "cuda_graphs",
 )  # fmt: skip
 
 

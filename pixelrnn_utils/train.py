@@ -51,6 +51,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from .checkpoint import CheckpointError, read_checkpoint, save_checkpoint, set_rng_state
+from .cuda_graphs import GraphedModel
 from .data import (
     check_levels,
     count_images,
@@ -111,6 +112,7 @@ class TrainConfig:
     clip: float = 1.0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16 (see resolve_precision)
     compile: bool = False
+    cuda_graphs: bool = True  # on CUDA: the eager step as recorded CUDA graphs (cuda_graphs.py)
     channels: int = 3
     image_size: int = 32
     levels: int | None = None  # values per sub-pixel, 2..256; None: the data's own (see data.py)
@@ -852,6 +854,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
+    graphed = cfg.cuda_graphs and device.type == "cuda" and not cfg.compile and world == 1
+    if graphed:  # a forward and a backward as two launches instead of thousands
+        net = GraphedModel(model, _DTYPES[precision])
     loss_fn = nll
     if cfg.compile:  # on CUDA also CUDA graphs: the Row LSTM launches thousands of small kernels
         net = torch.compile(net, mode="reduce-overhead" if device.type == "cuda" else None)
@@ -892,7 +897,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         Subset(val_set, range(rank, len(val_set), world)), batch_size=max(cfg.batch_size, 64)
     )
     if run.show:
-        tqdm.write(f"training on {device} in {precision} ({why})")
+        graphs = ", the step as CUDA graphs" if graphed else ""
+        tqdm.write(f"training on {device} in {precision} ({why}){graphs}")
         if cfg.resume and not resumed:
             tqdm.write(f"--resume: no {out / 'last.pt'} yet, so this is a new run")
         if start_epoch >= cfg.epochs:
@@ -922,6 +928,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 "lr": stats["lr"],
                 "world_size": world,
             }
+            if graphed:
+                row["cuda_graphs"] = True
             if cfg.compile and stats["first_step_seconds"] is not None:
                 row["first_step_seconds"] = stats["first_step_seconds"]
             history.append(row)

@@ -14,7 +14,9 @@ on a GPU, which CI does not have. ``fake_cuda(monkeypatch)`` makes code believe 
   ``torch.set_rng_state`` with a CUDA tensor and a CPU generator for a CUDA factory;
 * ``torch.load(map_location="cuda")`` gives CUDA tensors.
 
-Not simulated: autocast (it does not cast on the pretend device), TF32, CUDA graphs, kernels.
+Not simulated: autocast (it does not cast on the pretend device), TF32, CUDA graphs (a module
+given to ``torch.cuda.make_graphed_callables`` comes back as it was: the step runs eagerly),
+kernels.
 """
 
 from __future__ import annotations
@@ -191,6 +193,8 @@ def fake_cuda(monkeypatch, capability: tuple[int, int] = (9, 0)) -> Iterator[_Ta
         "set_rng_state_all": set_cuda_rng_state_all,
         "manual_seed_all": lambda seed: None,
         "manual_seed": lambda seed: None,
+        # CUDA graphs are not simulated: a module "recorded" runs its own forward, eagerly
+        "make_graphed_callables": lambda callables, sample_args, **kwargs: callables,
     }.items():
         monkeypatch.setattr(cuda, name, value)
     # Adam asks the accelerator whether a CUDA graph is being captured: none is

@@ -235,3 +235,62 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     for p in ("auto", "fp32"):  # trained, then resumed for a second epoch
         assert f"seed {p:>7} epoch 2:" in done.stdout
     assert done.stdout.count("ran top to bottom") == 2
+
+
+def _record_graphs_on_fake_gpu(monkeypatch) -> dict:
+    """A stand-in for ``torch.cuda.make_graphed_callables`` on the fake GPU (no graphs there):
+    it records what it was asked to record and, like the real one, replaces the module's forward,
+    counting the replays."""
+    seen = {"recorded": [], "replays": 0, "autocast_cache": []}
+
+    def make_graphed_callables(module, sample_args):
+        seen["recorded"].append([tuple(a.shape) for a in sample_args])
+        seen["autocast_cache"].append(torch.is_autocast_cache_enabled())
+        original = module.forward
+
+        def replay(*args):
+            seen["replays"] += 1
+            return original(*args)
+
+        module.forward = replay
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", make_graphed_callables)
+    return seen
+
+
+@pytest.mark.parametrize("classes", [None, 2])
+def test_cuda_graphs_record_the_step_once_and_run_a_smaller_batch_eagerly(
+    classes, small_folder, tmp_path, monkeypatch
+):
+    """On CUDA the step's forward and backward are recorded at the first batch (autocast's
+    cache off) and replayed for every batch of that shape; the last, smaller batch of an epoch
+    (18 training images at batch 4: 2 left) runs the model's own forward, as evaluation does."""
+    options = {} if classes is None else {"classes": classes}
+    cfg = tiny_run_config(
+        small_folder, tmp_path / "run", epochs=2, device="cuda", batch_size=4, options=options
+    )
+    with fake_cuda(monkeypatch):
+        seen = _record_graphs_on_fake_gpu(monkeypatch)
+        summary = train(cfg)
+    shapes = [(4, 3, 8, 8)] + ([] if classes is None else [(4,)])
+    assert seen["recorded"] == [shapes] and seen["autocast_cache"] == [False]
+    assert summary["cuda_graphs"] is True and summary["train_images"] == 18
+    assert seen["replays"] == 2 * 4  # two epochs of four full batches; the fifth: eager
+
+
+@pytest.mark.parametrize("where", ["--no-cuda-graphs", "--compile", "cpu"])
+def test_cuda_graphs_only_on_cuda_and_when_asked(where, small_folder, tmp_path, monkeypatch):
+    cfg = tiny_run_config(
+        small_folder,
+        tmp_path / "run",
+        epochs=1,
+        device="cpu" if where == "cpu" else "cuda",
+        cuda_graphs=where != "--no-cuda-graphs",
+        compile=where == "--compile",
+    )
+    monkeypatch.setattr(torch, "compile", lambda fn, **kwargs: fn)  # no compiler on the fake GPU
+    with fake_cuda(monkeypatch):
+        seen = _record_graphs_on_fake_gpu(monkeypatch)
+        summary = train(cfg)
+    assert seen["recorded"] == [] and "cuda_graphs" not in summary

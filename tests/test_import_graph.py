@@ -92,10 +92,12 @@ def test_the_package_imports_without_a_cycle():
     assert cycle is None, "import cycle in pixelrnn_utils: " + " -> ".join(cycle)
 
 
-def test_the_lowest_modules_import_nothing_of_the_package():
+def test_the_lowest_modules_import_nothing_of_the_package_but_settings():
+    """``settings`` imports nothing of the package; the next layer only ``settings``."""
     graph = import_graph()
-    for name in ("settings", "masks", "metrics", "progress", "conditioning", "causality"):
-        assert graph[name] == set(), f"{name} imports {sorted(graph[name])}"
+    assert graph["settings"] == set()
+    for name in ("masks", "metrics", "progress", "conditioning", "causality", "cuda_graphs"):
+        assert graph[name] <= {"settings"}, f"{name} imports {sorted(graph[name])}"
 
 
 @pytest.mark.parametrize(
