@@ -232,8 +232,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "GPU CHECK OK (cpu)" in done.stdout
-    for p in ("auto", "fp32"):  # trained, then resumed for a second epoch
-        assert f"seed {p:>7} epoch 2:" in done.stdout
+    for name, epochs in (("eager", 1), ("graphs", 2), ("fp32", 1)):  # graphs: then resumed
+        assert f"seed {name:>7} epoch {epochs}:" in done.stdout
+    assert "0 draws differ" in done.stdout  # naive and cached sampling, draw by draw
+    assert "largest gradient difference 0.00e+00" in done.stdout  # compiled (aot_eager) = eager
     assert done.stdout.count("ran top to bottom") == 2
 
 

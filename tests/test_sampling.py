@@ -196,8 +196,7 @@ def test_cached_logits_match_the_full_forward(arch, learned):
 @pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
 def test_compare_samplers_draw_by_draw(arch):
     """The measure the GPU check reports: on a CPU the two samplers' probabilities agree to
-    float rounding at every draw and no draw differs; a cached sampler that saw other weights
-    is caught."""
+    float rounding at every draw, and no draw differs (with a class too)."""
     from pixelrnn_utils.sampling import compare_samplers
 
     torch.manual_seed(0)
