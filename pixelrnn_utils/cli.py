@@ -761,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt as e:  # train says where it stopped (train._stop_on_ctrl_c)
+        except KeyboardInterrupt as e:  # train says where it stopped (runtime.stop_on_ctrl_c)
             print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
             return 130
 

@@ -115,12 +115,12 @@ def test_precision_options(tiny_folder, tmp_path, capsys):
     ],
 )
 def test_bad_training_options_fail_before_any_work(tmp_path, capsys, monkeypatch, option, message):
-    from pixelrnn_utils import train as train_module
+    from pixelrnn_utils import splits
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("data was touched before the options were checked")
 
-    monkeypatch.setattr(train_module, "count_images", no_decoding)
+    monkeypatch.setattr(splits, "count_images", no_decoding)
     out = tmp_path / "run"
     assert main(["train", "--data", str(tmp_path), "--out", str(out), *option]) == 2
     err = capsys.readouterr().err

@@ -146,6 +146,7 @@ def test_ranks_get_the_same_number_of_batches(small_folder):
 
 def test_tf32_is_off_while_training_evaluating_and_sampling(small_folder, tmp_path, monkeypatch):
     """Exact float32: TF32 convolutions would change evaluate's bits/dim and the samples."""
+    import pixelrnn_utils.evaluation as evaluation
     import pixelrnn_utils.sampling as sampling
     import pixelrnn_utils.train as training
 
@@ -162,7 +163,9 @@ def test_tf32_is_off_while_training_evaluating_and_sampling(small_folder, tmp_pa
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True  # GPU defaults
     monkeypatch.setattr(training, "nll", spy("loss", training.nll))
-    monkeypatch.setattr(training, "nll_per_subpixel", spy("evaluate", training.nll_per_subpixel))
+    monkeypatch.setattr(
+        evaluation, "nll_per_subpixel", spy("evaluate", evaluation.nll_per_subpixel)
+    )
     monkeypatch.setattr(sampling, "draw", spy("draw", sampling.draw))
     try:
         train(tiny_run_config(small_folder, tmp_path / "run", epochs=1, device="cpu"))

@@ -46,9 +46,11 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 
 def test_auto_on_cpu_follows_native_bf16(monkeypatch):
-    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: True)
+    from pixelrnn_utils import precision
+
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: True)
     assert resolve_precision("auto", "cpu")[0] == "bf16"
-    monkeypatch.setattr(train_module, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     precision, why = resolve_precision("auto", "cpu")
     assert precision == "fp32" and "float32" in why
     for explicit in ("fp32", "bf16", "fp16"):
