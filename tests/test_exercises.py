@@ -12,6 +12,7 @@ from torch import nn
 from pixelrnn_utils import exercises as ex
 from pixelrnn_utils.data import requantize
 from pixelrnn_utils.diagonal_bilstm import DiagonalBiLSTM, skew, unskew
+from pixelrnn_utils.exercises import nb06_sampling
 from pixelrnn_utils.masks import make_mask
 from pixelrnn_utils.model import sequential_steps
 from pixelrnn_utils.row_lstm import lstm_update
@@ -209,18 +210,18 @@ def test_naive_sampler_names_the_mistake(mistake, says, capsys):
     assert "not yet" in out and says in out, out
 
 
-@pytest.mark.parametrize(("order", "sees_own_pixel"), list(ex._SAMPLER_MISTAKES))
+@pytest.mark.parametrize(("order", "sees_own_pixel"), list(nb06_sampling._SAMPLER_MISTAKES))
 def test_every_sampler_mistake_changes_the_probe_images(order, sees_own_pixel):
     """On the check's tiny model, every mistake it names gives other images than the right
     sampler, at both temperatures it checks, so the check cannot pass a wrong loop."""
     from pixelrnn_utils.sampling import sample
 
-    model = ex._sampler_probe()
+    model = nb06_sampling._sampler_probe()
     for temperature in (1.0, 0.7):
         right = sample(
             model, 2, (3, 3, 4), temperature=temperature, generator=torch.Generator().manual_seed(1)
         )
-        wrong = ex._naive_variant(
+        wrong = nb06_sampling._naive_variant(
             model,
             2,
             (3, 3, 4),

@@ -5,7 +5,11 @@ another module of the package is collected: ``from .x import y``, ``from . impor
 ``import pixelrnn_utils.x``, ``from pixelrnn_utils.x import y``, ``from pixelrnn_utils import x``,
 at the top of the file or inside a function (an import deferred into a function body still ties the
 two modules together). A name imported from the package itself (``from . import sample``) counts as
-an import of ``__init__``. docs/ARCHITECTURE.md lists the layers this graph allows.
+an import of ``__init__``. A module of a subpackage is named by its dotted path inside the package
+(``exercises.feedback``), the subpackage's ``__init__.py`` by the subpackage's (``exercises``);
+relative imports resolve from the subpackage (inside ``exercises/``, ``from . import feedback`` is
+``exercises.feedback``, ``from ..model import y`` is ``model``). docs/ARCHITECTURE.md lists the
+layers this graph allows.
 """
 
 from __future__ import annotations
@@ -19,19 +23,31 @@ PACKAGE = "pixelrnn_utils"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
 
+def _name(path: Path, root: Path) -> str:
+    """``data``, ``__init__``, ``exercises.feedback``, ``exercises`` (for ``exercises/__init__.py``)."""
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" and len(parts) > 1 else parts)
+
+
 def modules(root: Path = ROOT) -> dict[str, Path]:
-    """Module name (``data``, ``model``, ``__init__``) -> file, for every ``.py`` of the package."""
-    return {path.stem: path for path in sorted(root.glob("*.py"))}
+    """Module name (``data``, ``model``, ``__init__``, ``exercises.feedback``) -> file, for every
+    ``.py`` of the package and its subpackages."""
+    return {_name(path, root): path for path in sorted(root.rglob("*.py"))}
 
 
 def _target(name: str, known: set[str]) -> str | None:
-    """The package module that ``pixelrnn_utils.<name>`` (or a name in it) refers to, or None."""
-    first = name.split(".")[0]
-    return first if first in known else None
+    """The package module that ``pixelrnn_utils.<name>`` (or a name in it) refers to, or None: the
+    longest leading dotted part of ``name`` that is a module."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in known:
+            return ".".join(parts[:end])
+    return None
 
 
-def imports_of(source: str, known: set[str]) -> set[str]:
-    """The package modules that ``source`` (one module's text) imports, anywhere in the file."""
+def imports_of(source: str, known: set[str], package: str = "") -> set[str]:
+    """The package modules that ``source`` (one module's text) imports, anywhere in the file.
+    ``package`` is the subpackage the module is in (``exercises``), "" for the package itself."""
     found: set[str] = set()
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):  # import pixelrnn_utils.x [as y]
@@ -42,16 +58,17 @@ def imports_of(source: str, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level == 0 and (node.module or "").split(".")[0] != PACKAGE:
                 continue  # torch, numpy, the standard library
-            if node.level > 1:
+            base = package.split(".") if package else []
+            if node.level > len(base) + 1:
                 raise ValueError(f"import from above the package: {ast.unparse(node)}")
-            # what follows "from ." / "from pixelrnn_utils." ("" for the package itself)
+            # the module imported from, as a dotted path inside the package ("" for the package)
             module = node.module or ""
-            inner = module if node.level else module[len(PACKAGE) + 1 :]
-            if inner:  # from .x import y, from pixelrnn_utils.x import y
-                found.add(_target(inner, known) or "__init__")
-            else:  # from . import x, from pixelrnn_utils import x: a module, or a name of __init__
-                for alias in node.names:
-                    found.add(_target(alias.name, known) or "__init__")
+            if node.level:  # from . import x, from .x import y, from ..x import y
+                inner = ".".join(base[: len(base) - node.level + 1] + ([module] if module else []))
+            else:  # from pixelrnn_utils import x, from pixelrnn_utils.x import y
+                inner = module[len(PACKAGE) + 1 :]
+            for alias in node.names:  # each name: a module, or a name of the module imported from
+                found.add(_target(".".join(filter(None, (inner, alias.name))), known) or "__init__")
     return found
 
 
@@ -59,7 +76,11 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     """Module -> the other package modules it imports."""
     files = modules(root)
     known = set(files)
-    return {name: imports_of(path.read_text(), known) - {name} for name, path in files.items()}
+    return {
+        name: imports_of(path.read_text(), known, ".".join(path.relative_to(root).parent.parts))
+        - {name}
+        for name, path in files.items()
+    }
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -100,6 +121,18 @@ def test_the_lowest_modules_import_nothing_of_the_package_but_settings():
         assert graph[name] <= {"settings"}, f"{name} imports {sorted(graph[name])}"
 
 
+def test_the_exercises_subpackage_is_in_the_graph_and_on_top():
+    """The check modules are read too; their shared feedback imports nothing of the package, and no
+    module outside ``exercises`` imports a check module."""
+    graph = import_graph()
+    assert {"exercises", "exercises.feedback", "exercises.nb06_sampling"} <= set(graph)
+    assert graph["exercises.feedback"] == set()
+    assert {"sampling", "exercises.feedback"} <= graph["exercises.nb06_sampling"]
+    for name, imported in graph.items():
+        if not name.startswith("exercises"):
+            assert not any(m.startswith("exercises") for m in imported), f"{name} imports exercises"
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [
@@ -118,6 +151,29 @@ def test_every_form_of_import_is_seen(line, expected):
     assert imports_of(line, known) == expected
 
 
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("from . import feedback", {"exercises.feedback"}),
+        ("from .feedback import _verdict", {"exercises.feedback"}),
+        ("from . import check_skew", {"exercises"}),
+        ("from .. import model, sample", {"model", "__init__"}),
+        ("from ..model import build_model", {"model"}),
+        ("from ..exercises.feedback import _verdict", {"exercises.feedback"}),
+        ("import pixelrnn_utils.exercises.feedback", {"exercises.feedback"}),
+        (
+            "from pixelrnn_utils.exercises import check_skew, feedback",
+            {"exercises", "exercises.feedback"},
+        ),
+    ],
+)
+def test_relative_imports_resolve_inside_a_subpackage(line, expected):
+    known = {"model", "__init__", "exercises", "exercises.feedback"}
+    assert imports_of(line, known, package="exercises") == expected
+    with pytest.raises(ValueError, match="above the package"):
+        imports_of("from ... import model", known, package="exercises")
+
+
 def test_a_cycle_is_found_and_named(tmp_path):
     (tmp_path / "a.py").write_text("from .b import x\n")
     (tmp_path / "b.py").write_text("def f():\n    from . import c\n")
@@ -127,3 +183,9 @@ def test_a_cycle_is_found_and_named(tmp_path):
     assert cycle == ["a", "b", "c", "a"]
     (tmp_path / "c.py").write_text("import torch\n")
     assert find_cycle(import_graph(tmp_path)) is None
+    (tmp_path / "sub").mkdir()  # a subpackage whose module imports back the one that imports it
+    (tmp_path / "sub" / "__init__.py").write_text("from .e import z\n")
+    (tmp_path / "sub" / "e.py").write_text("from ..d import w\n")
+    (tmp_path / "d.py").write_text("from .sub import e\n")
+    cycle = find_cycle(import_graph(tmp_path))
+    assert cycle == ["d", "sub.e", "d"]

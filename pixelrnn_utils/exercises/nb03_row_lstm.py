@@ -1,0 +1,101 @@
+"""The exercise checks of notebook 03, the Row LSTM.
+
+Its exercises are at the end of ``notebooks/03_row_lstm.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ..row_lstm import RowLSTM, lstm_update
+from .feedback import _attempted, _number, _verdict
+
+
+def check_lstm_update(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
+    """``fn(gates, c_prev) -> (h, c)`` with gates [o, f, i, g] stacked on dim 1."""
+    generator = torch.Generator().manual_seed(0)
+    gates = torch.randn(2, 4 * 5, 7, generator=generator)
+    c_prev = torch.randn(2, 5, 7, generator=generator)
+    mine = fn(gates, c_prev)
+    if not _attempted(mine) or not _attempted(mine[0]):
+        return False
+    h, c = lstm_update(gates, c_prev)
+    ok = torch.allclose(mine[1], c, atol=1e-6) and torch.allclose(mine[0], h, atol=1e-6)
+    return _verdict(
+        ok,
+        "sigmoid for o, f, i; tanh for g; c = f * c_prev + i * g; h = o * tanh(c); "
+        "gates.chunk(4, dim=1) gives o, f, i, g in that order",
+    )
+
+
+def check_row_lstm_steps(answer: int | None) -> bool:
+    """Sequential steps of one Row LSTM layer on a 32 x 48 (H x W) image."""
+    return _number(answer, 32, "one step per row: the whole row is computed at once")
+
+
+def check_row_step(fn: Callable[..., Any] | None) -> bool:
+    """``fn(is_row, h_prev, c_prev, weight, bias) -> (h, c)``: one Row LSTM row step, with the
+    state-to-state kernel ``weight`` ``(4h, h, k)`` and ``bias`` ``(4h,)``, against
+    ``RowLSTM.row_step`` on random inputs."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    layer = RowLSTM(12, 5)  # 2h = 12 input features, h = 5
+    with torch.no_grad():  # reproducible weights, and a bias large enough that forgetting it shows
+        for p in layer.parameters():
+            p.copy_(0.5 * torch.randn(p.shape, generator=generator))
+    weight, bias = layer.state_to_state.weight.detach(), layer.state_to_state.bias.detach()
+    is_row = torch.randn(2, 20, 7, generator=generator)
+    h_prev = torch.randn(2, 5, 7, generator=generator)
+    c_prev = torch.randn(2, 5, 7, generator=generator)
+    with torch.no_grad():
+        mine = fn(is_row, h_prev, c_prev, weight, bias)
+        if not _attempted(mine):
+            return False
+        h, c = layer.row_step(is_row, h_prev, c_prev)
+        if not isinstance(mine, tuple | list) or len(mine) != 2:
+            return _verdict(False, "return the pair (h, c)")
+        mine_h, mine_c = (torch.as_tensor(t) for t in mine)
+        if mine_h.shape != h.shape or mine_c.shape != c.shape:
+            return _verdict(
+                False,
+                f"h and c should be {tuple(h.shape)} like h_prev, got {tuple(mine_h.shape)} and "
+                f"{tuple(mine_c.shape)}: pad the row with k // 2 zeros at each end "
+                "(padding=1) so the width stays W",
+            )
+        if not torch.allclose(mine_c, c, atol=1e-5):
+            if torch.allclose(mine_c, lstm_update(is_row, c_prev)[1], atol=1e-5):
+                hint = "the row above is missing: add conv1d(h_prev, weight, bias, padding=1)"
+            elif torch.allclose(
+                mine_c, lstm_update(is_row + F.conv1d(h_prev, weight, padding=1), c_prev)[1]
+            ):
+                hint = "the state-to-state bias is missing"
+            else:
+                hint = (
+                    "gates = is_row + conv1d(h_prev, weight, bias, padding=1), split in the order "
+                    "o, f, i, g; c = sigmoid(f) * c_prev + sigmoid(i) * tanh(g)"
+                )
+            return _verdict(False, f"c differs: {hint}")
+        return _verdict(
+            torch.allclose(mine_h, h, atol=1e-5),
+            "c is right, h differs: h = sigmoid(o) * tanh(c), with the new c",
+        )
+
+
+def check_triangle_width(answer: int | None) -> bool:
+    """Input pixels of row i - 2 that the state at (i, j) of one Row LSTM layer with k = 5 (no
+    stem) depends on, far from the borders."""
+    k = 5
+    return _number(
+        answer,
+        (k // 2) * (2 * 2 + 1) + 1,
+        "on its own row the state sees input pixels j - 2 .. j (input-to-state, a masked 1x5: "
+        "nothing right of j); it also sees the states j - 2 .. j + 2 of row i - 1 "
+        "(state-to-state, 1x5), each of which saw the pixels up to 2 left of its own column: "
+        "row i - 1 gives j - 4 .. j + 2; each row further up adds 2 pixels on each side",
+        tol=0,
+    )

@@ -1,0 +1,59 @@
+"""The exercise checks of notebook 09, Multi-Scale and conditional models.
+
+Its exercises are at the end of ``notebooks/09_multiscale_conditional.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..conditioning import label_mixture_nll, subsample_mask
+from .feedback import _attempted, _verdict
+
+
+def check_label_mixture(fn: Callable[[torch.Tensor], torch.Tensor] | None) -> bool:
+    """``fn(log_likelihoods)``: ``(N, K)`` log p(x | y) in nats -> ``(N,)`` NLL of the uniform
+    mixture over the K classes (``conditioning.label_mixture_nll``)."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    # realistic sizes: log-likelihoods of whole images are -1000 nats or so; exp() underflows
+    logs = -1000 + 30 * torch.randn(6, 10, generator=generator, dtype=torch.float64)
+    answer = fn(logs)
+    if not _attempted(answer):
+        return False
+    answer = torch.as_tensor(answer, dtype=torch.float64).flatten()
+    expected = label_mixture_nll(logs)
+    ok = answer.shape == expected.shape and torch.allclose(answer, expected, atol=1e-6)
+    return _verdict(
+        ok,
+        "-log( sum_y exp(log p(x|y)) / K ) per image; exp(-1000) is 0 in floating point, so "
+        "use torch.logsumexp over the classes, then add ln K",
+    )
+
+
+def check_multiscale_nll(
+    fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor] | None,
+) -> bool:
+    """``fn(small_nats, big_nats, f)``: per-sub-pixel NLL of the small stage ``(B, C, s, s)`` and of
+    the big stage ``(B, C, n, n)`` -> ``(B,)`` exact -log p(x) of the Multi-Scale model (the big
+    stage does not pay for the pixels the small image gives it)."""
+    if not _attempted(fn):
+        return False
+    generator = torch.Generator().manual_seed(1)
+    small = torch.rand(3, 1, 2, 3, generator=generator, dtype=torch.float64)
+    big = torch.rand(3, 1, 8, 12, generator=generator, dtype=torch.float64)
+    answer = fn(small, big, 4)
+    if not _attempted(answer):
+        return False
+    known = subsample_mask(big.shape, 4)
+    expected = small.flatten(1).sum(1) + big.masked_fill(known, 0).flatten(1).sum(1)
+    answer = torch.as_tensor(answer, dtype=torch.float64).flatten()
+    ok = answer.shape == expected.shape and torch.allclose(answer, expected)
+    return _verdict(
+        ok,
+        "sum the small stage over its s x s pixels, and the big stage over every pixel except "
+        "(k f, l f), which the small image gives (x[..., ::f, ::f]); one number per image",
+    )
