@@ -102,6 +102,13 @@ def _check(
         )
 
 
+def _labels(condition, n: int, device) -> torch.Tensor | None:
+    """``condition`` on ``device``: one int becomes ``n`` equal labels; None stays None."""
+    if isinstance(condition, int):
+        condition = torch.full((n,), condition, dtype=torch.long)
+    return None if condition is None else torch.as_tensor(condition).to(device)
+
+
 def _prefix(
     prefix, n: int, shape: tuple[int, int, int], device
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -154,10 +161,7 @@ def sample(
     known, mask = _prefix(prefix, n, shape, device)
     x = torch.where(mask, known, torch.zeros_like(known))
     C, H, W = shape
-    if isinstance(condition, int):
-        condition = torch.full((n,), condition, dtype=torch.long)
-    if condition is not None:
-        condition = torch.as_tensor(condition).to(device)
+    condition = _labels(condition, n, device)
     bar = progress_bar(
         total=C * H * W, desc=f"sampling ({method})", disable=not progress, leave=False
     )
@@ -223,10 +227,7 @@ def compare_samplers(
     model.eval()
     device = next(model.parameters()).device
     x = torch.zeros(n, *shape, dtype=torch.long, device=device)
-    if isinstance(condition, int):
-        condition = torch.full((n,), condition, dtype=torch.long)
-    if condition is not None:
-        condition = torch.as_tensor(condition).to(device)
+    condition = _labels(condition, n, device)
     worst, differ, draws = 0.0, 0, 0
     with torch.autocast(device.type, enabled=False):
         cond_map = model.condition_map(condition, n, tuple(shape[1:]))
