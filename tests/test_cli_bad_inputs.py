@@ -186,12 +186,12 @@ def _damage(path: Path, how: str, original: Path) -> None:
 def test_a_damaged_shipped_data_file_says_how_to_restore_it(
     source, how, tmp_path, capsys, monkeypatch
 ):
-    from pixelrnn_utils import data
+    from pixelrnn_utils.datasets import shipped as shipped_module  # where the loaders look it up
 
     shipped = {"fashion_mnist_4": fashion_mnist_4_file, "binarized_mnist": binarized_mnist_file}
     damaged = tmp_path / f"{source}.npz"
     _damage(damaged, how, shipped[source]())
-    monkeypatch.setattr(data, shipped[source].__name__, lambda: damaged)
+    monkeypatch.setattr(shipped_module, shipped[source].__name__, lambda: damaged)
     out = tmp_path / "run"
     err = _fails(capsys, "train", "--data", source, *TINY[:4], "--out", str(out))
     assert "is damaged" in err and "allow_pickle" not in err

@@ -340,24 +340,24 @@ def test_shared_cifar10_copy():
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     """A private cache folder, and caching of any decode (not only large ones)."""
-    from pixelrnn_utils import data as data_module
+    from pixelrnn_utils.datasets import cache as cache_module
 
     monkeypatch.setenv("PIXELRNN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(data_module, "_CACHE_MIN_IMAGES", 1)
+    monkeypatch.setattr(cache_module, "_CACHE_MIN_IMAGES", 1)
     return tmp_path / "cache"
 
 
 def _count_decodes(monkeypatch) -> list[Path]:
-    from pixelrnn_utils import data as data_module
+    from pixelrnn_utils.datasets import folders  # where _load_image_folder looks _read_file up
 
     decoded: list[Path] = []
-    real = data_module._read_file
+    real = folders._read_file
 
     def counting(path, *args):
         decoded.append(path)
         return real(path, *args)
 
-    monkeypatch.setattr(data_module, "_read_file", counting)
+    monkeypatch.setattr(folders, "_read_file", counting)
     return decoded
 
 
@@ -459,13 +459,13 @@ def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypat
 
 
 def test_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
-    from pixelrnn_utils import data as data_module
     from pixelrnn_utils.data import DataCacheWarning
+    from pixelrnn_utils.datasets import cache as cache_module
 
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("a file where the cache folder should be")
     monkeypatch.setenv("PIXELRNN_CACHE", str(blocked))
-    monkeypatch.setattr(data_module, "_CACHE_MIN_IMAGES", 1)
+    monkeypatch.setattr(cache_module, "_CACHE_MIN_IMAGES", 1)
     folder = _folder(tmp_path / "imgs", 3)
     with pytest.warns(DataCacheWarning, match="PIXELRNN_CACHE"):
         dataset = load_dataset(folder)

@@ -117,8 +117,19 @@ def test_the_lowest_modules_import_nothing_of_the_package_but_settings():
     """``settings`` imports nothing of the package; the next layer only ``settings``."""
     graph = import_graph()
     assert graph["settings"] == set()
-    for name in ("masks", "metrics", "progress", "conditioning", "causality", "cuda_graphs"):
+    low = ("masks", "metrics", "progress", "conditioning", "causality", "cuda_graphs", "precision")
+    low += ("runtime", "datasets", "datasets.image_dataset", "datasets.cache", "datasets.amat")
+    for name in low:
         assert graph[name] <= {"settings"}, f"{name} imports {sorted(graph[name])}"
+
+
+def test_data_re_exports_the_datasets_subpackage():
+    """``data`` is the datasets' public face: it imports the ``datasets`` modules (and settings),
+    which never import it back."""
+    graph = import_graph()
+    assert {"datasets.loading", "datasets.levels", "datasets.shipped"} <= graph["data"]
+    assert all(m.startswith("datasets") or m == "settings" for m in graph["data"])
+    assert not any("data" in graph[m] for m in graph if m.startswith("datasets"))
 
 
 def test_the_exercises_subpackage_is_in_the_graph_and_on_top():
