@@ -90,3 +90,13 @@ def test_one_course_repository_everywhere():
         assert badge == [(course.group(1), path.stem)], f"{path.name}: badge {badge}"
         named.add(course.group(1))
     assert len(named) == 1, f"more than one repository named: {sorted(named)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_solution_cells_are_stored_without_outputs(path):
+    """A solution's source is collapsed; its output would show the answer under the exercise
+    (``python tools/strip_solution_outputs.py`` after a full run)."""
+    solutions = [c for c in _code_cells(path) if "solution" in c["metadata"].get("tags", [])]
+    assert solutions, f"{path.name}: no cell tagged solution"
+    for cell in solutions:
+        assert cell["outputs"] == [], f"{path.name}: a solution cell shows its output"
