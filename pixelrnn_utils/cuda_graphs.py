@@ -72,4 +72,7 @@ class GraphedModel(nn.Module):
         with torch.autocast(
             device, dtype=self.dtype, enabled=self.dtype is not None, cache_enabled=False
         ):
-            return torch.cuda.make_graphed_callables(_Step(self.module), args)
+            # a parameter some option leaves without a gradient must not stop the recording
+            return torch.cuda.make_graphed_callables(
+                _Step(self.module), args, allow_unused_input=True
+            )

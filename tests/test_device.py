@@ -248,7 +248,7 @@ def _record_graphs_on_fake_gpu(monkeypatch) -> dict:
     counting the replays."""
     seen = {"recorded": [], "replays": 0, "autocast_cache": []}
 
-    def make_graphed_callables(module, sample_args):
+    def make_graphed_callables(module, sample_args, **options):
         seen["recorded"].append([tuple(a.shape) for a in sample_args])
         seen["autocast_cache"].append(torch.is_autocast_cache_enabled())
         original = module.forward
