@@ -49,7 +49,6 @@ class GraphedModel(nn.Module):
         self.dtype = dtype  # the autocast dtype the step runs in (None: float32)
         self.graphed: nn.Module | None = None  # recorded at the first batch
         self.recorded_for: tuple | None = None  # the shapes the graphs were recorded for
-        self.eager_steps = 0  # batches of another shape, run eagerly
 
     @staticmethod
     def _shapes(args: tuple[torch.Tensor, ...]) -> tuple:
@@ -60,8 +59,7 @@ class GraphedModel(nn.Module):
         if self.graphed is None:
             self.graphed = self._record(args)
             self.recorded_for = self._shapes(args)
-        if self._shapes(args) != self.recorded_for:
-            self.eager_steps += 1
+        if self._shapes(args) != self.recorded_for:  # another shape: eagerly
             return self.module(*args)
         return self.graphed(*args)
 

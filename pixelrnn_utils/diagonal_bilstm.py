@@ -343,12 +343,8 @@ def diagonal_recurrence(
       are one contiguous block, and so are the states above them (the same block one row up);
     * a **hand-written backward** (:class:`_DiagonalRecurrence`) of six operations per column.
     """
-    zeros = bias.new_zeros(state_to_state.shape[0], state_to_state.shape[2])
-    learned = h0 is not None
-    h0 = zeros if h0 is None else h0
-    c0 = bias.new_zeros(zeros.shape) if c0 is None else c0
     states = _DiagonalRecurrence.apply(
-        inputs, input_weight, bias, state_to_state, h0, c0, learned
+        inputs, input_weight, bias, state_to_state, h0, c0
     )  # (H, W, B, D, h)
     return states.permute(3, 2, 4, 0, 1)
 
@@ -407,7 +403,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, inputs, input_weight, bias, state_to_state, h0, c0, learned):  # noqa: ANN001, ANN205
+    def forward(ctx, inputs, input_weight, bias, state_to_state, h0, c0):  # noqa: ANN001, ANN205
         D, K, H, W, B = inputs.shape
         S, hd = W + H - 1, state_to_state.shape[2]
         F, F4 = D * hd, 4 * D * hd
@@ -433,7 +429,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
         # hs[t + 1, r + 1]: h of column t, row r; row 0 is the state above row 0 (h0)
         hs = inputs.new_zeros(S + 1, H + 1, B, F)
         cells = inputs.new_zeros(S + 1, H, B, F)  # cells[t + 1, r]: c of column t, row r
-        if learned:  # else the initial states are the zeros already there
+        if h0 is not None:  # learned initial states; else the zeros already there
             h0, c0 = h0.reshape(F), c0.reshape(F)  # (D, h): the directions' states side by side
             hs[:, 0] = h0
             # pixel (r, 0) is row r of column r; beside it, in column r - 1, the initial state
@@ -458,7 +454,7 @@ class _DiagonalRecurrence(torch.autograd.Function):
                 o, tanh_c[t, lo : hi + 1].view(n, F), out=hs[t + 1, lo + 1 : hi + 2].view(n, F)
             )
         ctx.save_for_backward(flat_inputs, input_weight, kernels, acts, hs, cells, tanh_c)
-        ctx.learned = learned
+        ctx.learned = h0 is not None
         return _image_in_skewed(hs, H, W, 1, 1).unflatten(3, (D, hd))  # a view of hs
 
     @staticmethod
@@ -515,4 +511,4 @@ class _DiagonalRecurrence(torch.autograd.Function):
         d_state_to_state = d_taps.view(D, 4 * hd, 2, hd).transpose(2, 3).contiguous()
         d_inputs = torch.bmm(d_pre, input_weight).transpose(1, 2).view(D, K, H, W, B)
         d_input_weight = torch.bmm(d_pre.transpose(1, 2), flat_inputs.transpose(1, 2))
-        return d_inputs, d_input_weight, d_pre.sum(1), d_state_to_state, d_h0, d_c0, None
+        return d_inputs, d_input_weight, d_pre.sum(1), d_state_to_state, d_h0, d_c0
