@@ -447,6 +447,7 @@ def test_training_splits_decode_only_what_they_use(tmp_path, monkeypatch):
 
 
 def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypatch):
+    from pixelrnn_utils import settings
     from pixelrnn_utils.settings import shown_path
 
     root = project_root()
@@ -454,6 +455,8 @@ def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypat
     assert shown_path(root.parent / "shared" / "data") == "../shared/data"
     assert shown_path("cifar10") == "cifar10"
     monkeypatch.setenv("HOME", str(tmp_path))
+    # a repository far from the temporary folder (a clone in /tmp has pytest's folders next to it)
+    monkeypatch.setattr(settings, "project_root", lambda: Path("/nonexistent/repository"))
     assert shown_path(tmp_path / "images") == "~/images"
     assert shown_path("/nowhere/else/images") == "images"
 
