@@ -22,7 +22,13 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-__all__ = ["pick_device", "start_distributed", "keep_freed_memory", "stop_on_ctrl_c"]
+__all__ = [
+    "pick_device",
+    "start_distributed",
+    "stop_distributed",
+    "keep_freed_memory",
+    "stop_on_ctrl_c",
+]
 
 
 def keep_freed_memory() -> bool:
@@ -71,6 +77,14 @@ def start_distributed(device: torch.device) -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def stop_distributed(world: int) -> None:
+    """End the process group a run of ``world`` > 1 processes started, once every rank is done:
+    a process that exits with Gloo's threads still running is aborted ("terminate called without
+    an active exception"), and torchrun reports the run as failed."""
+    if world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 @contextmanager

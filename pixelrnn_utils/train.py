@@ -56,7 +56,13 @@ from .model import build_model
 from .precision import DTYPES, PRECISIONS, autocast_dtype, cpu_has_fast_bf16, resolve_precision
 from .progress import progress_bar
 from .resume import read_last, resume_run
-from .runtime import keep_freed_memory, pick_device, start_distributed, stop_on_ctrl_c
+from .runtime import (
+    keep_freed_memory,
+    pick_device,
+    start_distributed,
+    stop_distributed,
+    stop_on_ctrl_c,
+)
 from .settings import exact_float32, seed_everything, values_checked
 from .splits import check_labels, load_splits
 
@@ -484,4 +490,5 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     f"stopped after epoch {epoch}; {run.out / 'last.pt'} holds it: the same "
                     "command with --resume continues it"
                 )
+    stop_distributed(run.world)  # every rank passed the last epoch's barrier
     return history[-1] if history else {}
