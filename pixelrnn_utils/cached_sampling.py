@@ -6,7 +6,8 @@ then per layer what that layer needs there, then the head for colour c. :class:`
 does the stem and the head; one subclass per architecture keeps its layers' state
 (``CACHED[arch]``): the Row LSTM the previous row's states and the current row's inputs, the
 Diagonal BiLSTM its left states and the right map of the row above, PixelCNN each block's first
-1x1 output. ``tests/test_sampling.py`` checks that every one gives the naive sampler's images.
+1x1 output, the Gated PixelCNN its vertical stack (a whole row at a time) and its horizontal
+stack's inputs on the current row. ``tests/test_sampling.py`` checks that every one gives the naive sampler's images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from .diagonal_bilstm import DiagonalBiLSTM, DiagonalLSTM
-from .model import PixelRNN, preprocess
+from .gated_pixelcnn import GatedBlock, gated
+from .model import GatedPixelCNN, PixelRNN, preprocess
 from .pixelcnn import PixelCNNBlock
 from .row_lstm import RowLSTM, lstm_update
 
@@ -279,8 +281,71 @@ class _CachedPixelCNN(_CachedModel):
         return a + out if layer.residual else out
 
 
+class _CachedGatedPixelCNN(_CachedModel):
+    """Gated PixelCNN: the vertical stack at row i depends on the rows above only, so when row i
+    starts it is computed for the whole row, layer by layer (each layer's vertical convolution
+    applied to the rows it reads, ``VerticalConv2d``'s last output row). Per position only the
+    horizontal stack is left: its 1 x k masked convolution over the layer's inputs on row i (kept
+    like the Row LSTM's), plus the vertical stack's contribution at (i, j), gated, then the
+    output 1x1.
+    """
+
+    def __init__(self, model: GatedPixelCNN, x: torch.Tensor) -> None:
+        super().__init__(model, x)
+        n, _, H, W = x.shape
+        layers: list[GatedBlock] = list(model.layers)
+        feats = model.stem.out_channels
+        self.k = [layer.horizontal.kernel_size[1] // 2 for layer in layers]  # taps left of (i, j)
+        self.rows = [layer.vertical.kernel_size[0] for layer in layers]  # rows it reads
+        self.h_w = [
+            layer.horizontal.masked_weight()[:, :, 0, : k + 1]
+            for layer, k in zip(layers, self.k, strict=True)
+        ]
+        self.out_w = [layer.output.masked_weight()[:, :, 0, 0] for layer in layers]
+        self.inputs = [self.zeros(n, feats, W + k) for k in self.k]  # k zero columns on the left
+        # the vertical stack: each layer's input, every row (row i is filled when row i starts)
+        self.vertical = [self.zeros(n, feats, H, W) for _ in range(len(layers) + 1)]
+        self.to_horizontal: list[torch.Tensor] = []  # per layer, row i: (n, 2 feats, W)
+        self.new_row(0)
+
+    def new_row(self, i: int) -> None:
+        model, r = self.model, self.r
+        stem, rows = model.vertical_stem, model.vertical_stem.kernel_size[0]
+        # image rows i - rows .. i (row i still being drawn): the last output row reads the others
+        above = self.image[:, :, i + r - rows : i + r + 1, r : self.image.shape[3] - r]
+        self.vertical[0][:, :, i] = stem(above)[:, :, -1]
+        self.to_horizontal = []
+        for index, layer in enumerate(model.layers):
+            rows = self.vertical[index][:, :, max(0, i - self.rows[index] + 1) : i + 1]
+            v_pre = layer.vertical(rows)[:, :, -1:]  # (n, 2 feats, 1, W)
+            self.to_horizontal.append(layer.vertical_to_horizontal(v_pre)[:, :, 0])
+            if self.biases is not None:  # the vertical stack's half of the conditioning bias
+                v_pre = v_pre + self.biases[index][:, : v_pre.shape[1], i : i + 1]
+            self.vertical[index + 1][:, :, i] = gated(v_pre)[:, :, 0]
+        for buf in self.inputs:
+            buf.zero_()
+
+    def condition_on(self, cond_map: torch.Tensor) -> None:
+        super().condition_on(cond_map)
+        self.new_row(self.row)  # row 0's vertical stack was computed without the bias
+
+    def layer_at(
+        self, index: int, layer: GatedBlock, i: int, j: int, a: torch.Tensor
+    ) -> torch.Tensor:
+        k, buf = self.k[index], self.inputs[index]
+        buf[:, :, j + k] = a
+        window = buf[:, :, j : j + k + 1]  # layer inputs at (i, j - k) .. (i, j)
+        h_pre = torch.einsum("nft,gft->ng", window, self.h_w[index]) + layer.horizontal.bias
+        h_pre = h_pre + self.to_horizontal[index][:, :, j]
+        if self.biases is not None:  # the horizontal stack's half of the conditioning bias
+            h_pre = h_pre + self.biases[index][:, h_pre.shape[1] :, i, j]
+        out = gated(h_pre) @ self.out_w[index].T + layer.output.bias
+        return a + out if layer.residual else out
+
+
 CACHED = {
     "row_lstm": _CachedRowLSTM,
     "diagonal_bilstm": _CachedDiagonalBiLSTM,
     "pixelcnn": _CachedPixelCNN,
+    "gated_pixelcnn": _CachedGatedPixelCNN,
 }

@@ -7,6 +7,8 @@ A checkpoint is a plain dictionary of tensors, numbers, strings, lists and dicts
 * ``model``: the weights; ``optimizer``: the optimiser state (for ``--resume``);
 * ``epoch``: the last *completed* epoch; ``metrics``: one dict per completed epoch;
 * ``rng``: the torch (CPU and CUDA) and Python random states; ``train``: the training settings;
+* ``ema`` (runs with Polyak averaging, ``averaging.py``): the decay and the averaged weights,
+  which :func:`load_checkpoint` gives by default;
 * written by the trainer also ``scaler`` (the float16 GradScaler's state) and ``position``: where
   in the next epoch a mid-epoch checkpoint was taken (batch, images, running loss), else None.
 
@@ -30,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .averaging import load_averaged
 from .model import MultiScalePixelRNN, PixelRNN, build_model
 
 __all__ = [
@@ -183,12 +186,14 @@ def read_checkpoint(
 
 
 def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", averaged: bool = True
 ) -> tuple[PixelRNN, dict[str, Any]]:
     """Rebuild the model a checkpoint was trained with; returns ``(model, info)``.
 
     ``info`` is the rest of the checkpoint: ``config``, ``epoch``, ``metrics``, ``optimizer``, ...
-    The model is in eval mode on ``map_location``.
+    The model is in eval mode on ``map_location``. A run trained with Polyak averaging
+    (``--ema``) gives its averaged weights, or with ``averaged=False`` the trained ones;
+    ``info["weights"]`` says which: ``"averaged"`` or ``"trained"``.
     """
     state = read_checkpoint(path, map_location)
     config = dict(state["config"])
@@ -208,8 +213,15 @@ def load_checkpoint(
             f"in_channels={config.get('in_channels')}): they come from another architecture or size. "
             f"{' '.join(first)}"
         ) from e
+    use_average = averaged and state.get("ema") is not None
+    if use_average:
+        try:
+            load_averaged(model, state["ema"])
+        except ValueError as e:
+            raise CheckpointError(f"{path}: {e}") from e
     model.to(map_location).eval()
     info = {k: v for k, v in state.items() if k != "model"}
+    info["weights"] = "averaged" if use_average else "trained"
     return model, info
 
 
@@ -225,5 +237,8 @@ def export_weights(
     state["model"] = {
         k: v.to(dtype) if v.is_floating_point() else v for k, v in state["model"].items()
     }
+    if state.get("ema") is not None:
+        weights = state["ema"]["weights"]
+        state["ema"]["weights"] = {k: v.to(dtype) for k, v in weights.items()}
     state.update(optimizer=None, scaler=None, position=None)
     return _write_atomically(state, Path(dst))

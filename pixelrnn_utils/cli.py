@@ -74,7 +74,7 @@ def _check_fresh_out(out: Path, resume: bool) -> None:
 _RUN_SETTINGS = (
     "arch", "hidden", "layers", "epochs", "batch_size", "lr", "lr_schedule", "limit", "val_limit",
     "seed", "split_seed", "channels", "image_size", "levels", "save_every", "data_root", "compile",
-    "cuda_graphs",
+    "cuda_graphs", "ema",
 )  # fmt: skip
 
 
@@ -238,7 +238,7 @@ def _train(args: argparse.Namespace, given: set[str] | None = None) -> int:
     # checked on the run's architecture, which --resume may have taken from last.pt
     if values["options"].get("full_context") is False and values["arch"] != "diagonal_bilstm":
         raise ValueError("--no-full-context applies to --arch diagonal_bilstm only")
-    if values["options"].get("learned_initial_state") and values["arch"] == "pixelcnn":
+    if values["options"].get("learned_initial_state") and "pixelcnn" in values["arch"]:
         raise ValueError("--learned-initial-state applies to the recurrent layers only")
     summary = train(TrainConfig(**values))
     print(json.dumps(summary))

@@ -156,7 +156,7 @@ def _add_checkpoint_argument(parser: argparse.ArgumentParser) -> None:
         metavar="CKPT",
         required=True,
         help="a checkpoint written by pixelrnn train (OUT/best.pt, OUT/last.pt) or shipped "
-        "in checkpoints/",
+        "in checkpoints/; of a run trained with --ema, its averaged weights are used",
     )
 
 
@@ -182,9 +182,9 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--arch",
         default="row_lstm",
-        choices=["row_lstm", "diagonal_bilstm", "pixelcnn"],
-        help="the layers: the paper's Row LSTM or Diagonal BiLSTM, or PixelCNN's masked "
-        "convolutions",
+        choices=["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"],
+        help="the layers: the paper's Row LSTM or Diagonal BiLSTM, PixelCNN's masked "
+        "convolutions, or the Gated PixelCNN's two stacks (no blind spot)",
     )
     t.add_argument(
         "--hidden",
@@ -276,6 +276,14 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
         help="values per sub-pixel, 2..256: 8-bit images are quantised to this many bins and the "
         "model predicts an L-way softmax (default: the data's own: 256; binarized_mnist 2, "
         "fashion_mnist_4 4)",
+    )
+    t.add_argument(
+        "--ema",
+        metavar="DECAY",
+        type=float,
+        default=None,
+        help="Polyak averaging: keep an exponential moving average of the weights (decay DECAY "
+        "per step, e.g. 0.999), validated, saved and used by evaluate and sample (default: off)",
     )
     t.add_argument(
         "--skip",

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .averaging import check_decay
 from .data import check_levels, source_levels
 from .precision import PRECISIONS
 
@@ -49,6 +50,7 @@ class TrainConfig:
     progress: bool = True
     save_every: float = 10.0  # minutes between mid-epoch checkpoints; 0 = only at epoch ends
     lr_schedule: str = "constant"  # constant (the seed) | cosine (decays to 0 over the run)
+    ema: float | None = None  # Polyak averaging's decay (averaging.py); None: off
     options: dict[str, Any] = field(default_factory=dict)  # extra build_model options, e.g. skip
 
     @classmethod
@@ -113,6 +115,11 @@ def check_config(cfg: TrainConfig) -> None:
         problems.append(
             f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.lr_schedule!r}"
         )
+    if cfg.ema is not None:
+        try:
+            check_decay(cfg.ema)
+        except ValueError as e:
+            problems.append(str(e))
     problems += _conditioning_problems(cfg)
     if problems:
         raise ValueError("; ".join(problems))

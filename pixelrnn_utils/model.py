@@ -4,7 +4,9 @@ Every model has the same three parts (paper, Table 1):
 
 1. **stem**: a 7x7 masked convolution, mask A, from the C image channels to 2h features;
 2. **body**: ``layers`` residual layers, all 2h -> 2h: Row LSTM, Diagonal BiLSTM or PixelCNN block.
-   Every layer is called as ``layer(features, image)``; only the Diagonal BiLSTM uses the image;
+   Every layer is called as ``layer(features, image, condition)``; only the Diagonal BiLSTM uses
+   the image. The Gated PixelCNN (:class:`GatedPixelCNN`) is the one whose layers carry two maps,
+   a vertical stack beside the features (``gated_pixelcnn.py``);
 3. **head**: ReLU -> masked 1x1 (2h -> 2h) -> ReLU -> masked 1x1 (2h -> L C), mask B.
 
 ``levels`` L is how many values a sub-pixel takes: 256 for 8-bit images (the default), 2 for
@@ -39,12 +41,14 @@ from torch import nn
 
 from .conditioning import ClassEmbedding, Upsampler, subsample, subsample_mask
 from .diagonal_bilstm import DiagonalBiLSTM
+from .gated_pixelcnn import GatedBlock, VerticalConv2d
 from .masks import MaskedConv2d
 from .pixelcnn import PixelCNNBlock
 from .row_lstm import RowLSTM, state_dtype
 
 __all__ = [
     "ARCHITECTURES",
+    "GatedPixelCNN",
     "MultiScalePixelRNN",
     "PixelRNN",
     "build_model",
@@ -56,6 +60,7 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {
     "row_lstm": RowLSTM,
     "diagonal_bilstm": DiagonalBiLSTM,
     "pixelcnn": PixelCNNBlock,
+    "gated_pixelcnn": GatedBlock,
 }
 
 
@@ -84,6 +89,8 @@ class PixelRNN(nn.Module):
             raise ValueError(
                 f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}"
             )
+        if arch == "gated_pixelcnn" and not isinstance(self, GatedPixelCNN):
+            raise ValueError("build the Gated PixelCNN with build_model('gated_pixelcnn', ...)")
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
         if hidden < 3:
@@ -120,7 +127,7 @@ class PixelRNN(nn.Module):
         except TypeError as e:
             raise ValueError(
                 f"{arch} does not take the option(s) {sorted(options)}: {e}. Options: "
-                "skip (all), residual (all), kernel_size (row_lstm, pixelcnn), "
+                "skip (all), residual (all), kernel_size (row_lstm, pixelcnn, gated_pixelcnn), "
                 "full_context (diagonal_bilstm), "
                 "learned_initial_state (row_lstm, diagonal_bilstm)"
             ) from e
@@ -190,15 +197,24 @@ class PixelRNN(nn.Module):
         # the stem in float32 even under autocast: in bfloat16 the image itself would be rounded
         # (8 bits of mantissa cannot hold its 256 levels in [-1, 1]), and the gradients with it
         with torch.autocast(x.device.type, enabled=False):
-            h = self.stem(image)
+            state = self.stems(image)
         total = 0
         for k, layer in enumerate(self.layers):
-            h = layer(h, image, cond)
+            state = layer(state, image, cond)
             if self.skips is not None:
-                total = total + self.skips[k](h)
-        out = self.head[:-1](h if self.skips is None else total)
+                total = total + self.skips[k](self.layer_output(state))
+        out = self.head[:-1](self.layer_output(state) if self.skips is None else total)
         # the logits in float32 even under autocast: the loss and bits/dim are computed from them
         return self.to_logits(out.to(state_dtype(out)))
+
+    def stems(self, image: torch.Tensor) -> torch.Tensor:
+        """What the first layer reads: the stem's ``(B, 2h, H, W)`` features of the scaled image."""
+        return self.stem(image)
+
+    @staticmethod
+    def layer_output(state: torch.Tensor) -> torch.Tensor:
+        """The features a layer passes on, as the skips and the head read them."""
+        return state
 
     def to_logits(self, features: torch.Tensor) -> torch.Tensor:
         """The head's last masked 1x1 convolution: ``(B, 2h, H, W)`` -> logits ``(B, L, C, H, W)``.
@@ -215,6 +231,35 @@ class PixelRNN(nn.Module):
         pixels = features.permute(0, 2, 3, 1).contiguous()  # (B, H, W, 2h): one row per pixel
         out = logits_linear(pixels, weight, conv.bias)  # (B, H, W, L C)
         return out.view(B, H, W, self.in_channels, self.levels).permute(0, 4, 3, 1, 2)
+
+
+class GatedPixelCNN(PixelRNN):
+    """The Gated PixelCNN (``gated_pixelcnn.py``): PixelRNN's stem, head, skip connections and
+    conditioning around :class:`~pixelrnn_utils.gated_pixelcnn.GatedBlock` layers, which carry a
+    vertical stack beside the horizontal one. ``vertical_stem`` starts the vertical stack: the
+    image's rows above each pixel, as wide as the stem (7 columns)."""
+
+    def __init__(self, arch: str = "gated_pixelcnn", *args: Any, **options: Any) -> None:
+        if arch != "gated_pixelcnn":
+            raise ValueError(f"GatedPixelCNN builds arch 'gated_pixelcnn', not {arch!r}")
+        super().__init__(arch, *args, **options)
+        size = self.stem.kernel_size[1]
+        self.vertical_stem = VerticalConv2d(
+            self.in_channels, self.stem.out_channels, size, include_centre_row=False
+        )
+
+    def stems(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(vertical, horizontal)``: the rows above each pixel, and PixelRNN's mask-A stem."""
+        return self.vertical_stem(image), self.stem(image)
+
+    @staticmethod
+    def layer_output(state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return state[1]  # the horizontal stack
+
+
+def model_class(arch: str) -> type[PixelRNN]:
+    """The single-stage model class that builds ``arch``."""
+    return GatedPixelCNN if arch == "gated_pixelcnn" else PixelRNN
 
 
 class _LogitsLinear(torch.autograd.Function):
@@ -282,8 +327,9 @@ class MultiScalePixelRNN(nn.Module):
                 raise ValueError(f"multiscale builds its own conditioning; drop {name}=")
             options.pop(name, None)
         self.factor = multiscale
-        self.small = PixelRNN(arch, in_channels, hidden, layers, levels=levels, **options)
-        self.big = PixelRNN(
+        stage = model_class(arch)
+        self.small = stage(arch, in_channels, hidden, layers, levels=levels, **options)
+        self.big = stage(
             arch, in_channels, hidden, layers, levels=levels, upsample=multiscale, **options
         )
         self.config: dict[str, Any] = {**self.small.config, "multiscale": multiscale}
@@ -335,7 +381,8 @@ def build_model(
 ) -> PixelRNN:
     """Build any course model. ``build_model("row_lstm", 3, hidden=64, layers=4)`` is the seed.
 
-    ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"`` or ``"pixelcnn"``; ``options`` are
+    ``arch`` is ``"row_lstm"``, ``"diagonal_bilstm"``, ``"pixelcnn"`` or ``"gated_pixelcnn"``
+    (a :class:`GatedPixelCNN`); ``options`` are
     ``levels`` (values per sub-pixel, 2..256, default 256), ``skip=True`` (learned skip
     connections to the head), the layer options ``residual``, ``kernel_size``,
     ``full_context`` and ``learned_initial_state``, and the conditioning: ``classes=K``,
@@ -345,18 +392,23 @@ def build_model(
     if options.get("multiscale") is not None:
         return MultiScalePixelRNN(arch, in_channels, hidden, layers, **options)
     options.pop("multiscale", None)
-    return PixelRNN(arch, in_channels, hidden, layers, **options)
+    return model_class(arch)(arch, in_channels, hidden, layers, **options)
 
 
 def sequential_steps(arch: str, height: int, width: int) -> int:
     """How many steps one layer of ``arch`` must take one after the other on an H x W map, in training.
 
-    PixelCNN: 1 (every position at once). Row LSTM: one step per row, H. Diagonal BiLSTM: one step
+    PixelCNN and the Gated PixelCNN: 1 (every position at once). Row LSTM: one step per row, H. Diagonal BiLSTM: one step
     per column of the skewed map, W + H - 1; its two directions are independent and this package
     runs them side by side, in the same steps (``diagonal_bilstm.diagonal_recurrence``).
     (Sampling is sequential for all three: C H W steps.)
     """
-    steps = {"pixelcnn": 1, "row_lstm": height, "diagonal_bilstm": width + height - 1}
+    steps = {
+        "pixelcnn": 1,
+        "gated_pixelcnn": 1,
+        "row_lstm": height,
+        "diagonal_bilstm": width + height - 1,
+    }
     if arch not in steps:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(steps)}")
     return steps[arch]

@@ -2,8 +2,8 @@
 
 :func:`read_last` refuses a checkpoint of another model or, in the middle of an epoch, of other
 batches (the rest of the epoch must be the same batches); :func:`resume_run` loads the weights, the
-optimizer (or a fresh one, with a warning, for a checkpoint made for sharing), the GradScaler and
-the RNG states, and warns when another ``--epochs`` or ``--lr-schedule`` bends a cosine schedule.
+optimizer (or a fresh one, with a warning, for a checkpoint made for sharing), Polyak averaging's
+average, the GradScaler and the RNG states, and warns when another ``--epochs`` or ``--lr-schedule`` bends a cosine schedule.
 The ``run`` these take is ``train``'s record of a run (its model, optimizer, scaler, settings).
 """
 
@@ -33,6 +33,12 @@ def read_last(cfg: TrainConfig, out: Path, config: dict[str, Any]) -> dict[str, 
             f"cannot resume {out / 'last.pt'}: it was trained with {state['config']}, "
             f"this run asks for {config}. Use the same options or another --out folder."
         )
+    if state.get("ema") is not None and cfg.ema is None:  # the next save would drop the average
+        raise CheckpointError(
+            f"cannot resume {out / 'last.pt'} without Polyak averaging: it keeps an average of "
+            f"its weights (decay {state['ema']['decay']}) that this run would not keep. Resume "
+            f"with ema={state['ema']['decay']} (--ema {state['ema']['decay']}), or another --out."
+        )
     position = state.get("position")  # set when the run stopped in the middle of an epoch
     if position:  # the rest of that epoch must be the same batches
         before = state.get("train", {})
@@ -61,6 +67,7 @@ def resume_run(
             "not the ones the original run would have taken",
             stacklevel=3,
         )
+    _resume_average(run, state)
     if state.get("scaler") and run.scaler.is_enabled():
         run.scaler.load_state_dict(state["scaler"])
     position = state.get("position")
@@ -69,6 +76,23 @@ def resume_run(
         warnings.warn(note, stacklevel=3)
     set_rng_state(state["rng"])
     return state["epoch"], list(state["metrics"]), position
+
+
+def _resume_average(run: Any, state: dict[str, Any]) -> None:
+    """Polyak averaging on resume: the checkpoint's average continued; started at its weights
+    (with a note) when the run adds ``--ema``."""
+    if run.average is None:
+        return
+    if state.get("ema") is not None:
+        run.average.load_state_dict(state["ema"])
+        return
+    run.average.restart()
+    if run.rank == 0:
+        warnings.warn(
+            f"{run.out / 'last.pt'} was trained without --ema: the average starts now, at its "
+            "weights",
+            stacklevel=4,
+        )
 
 
 def _schedule_change(

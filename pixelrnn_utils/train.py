@@ -46,6 +46,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from .averaging import PolyakAverage
 from .checkpoint import save_checkpoint
 from .config import LR_SCHEDULES, TrainConfig, check_config, learning_rate
 from .cuda_graphs import GraphedModel
@@ -197,6 +198,7 @@ class _Run:
     val_loader: DataLoader
     why: str = ""  # why this precision (printed)
     graphed: bool = False  # the step as CUDA graphs
+    average: PolyakAverage | None = None  # Polyak averaging (--ema): what is validated and kept
     stop_requested: bool = False  # set by a first Ctrl-C: stop at the next step boundary
 
     @property
@@ -212,6 +214,7 @@ class _Run:
             history,
             scaler=self.scaler.state_dict(),
             position=position,
+            **({"ema": self.average.state_dict()} if self.average is not None else {}),
             # the precision used, and the one asked for ("auto" picks again where a run resumes)
             train={
                 **asdict(self.cfg),
@@ -303,6 +306,8 @@ def _train_epoch(
                 scaler=run.scaler,
                 loss_fn=run.loss_fn,
             )
+        if run.average is not None:
+            run.average.update()
         pending.append((loss, x.shape[0]))
         due = cfg.save_every and time.perf_counter() - last_save >= cfg.save_every * 60
         save = (due or run.stop_requested) and step < last_step
@@ -396,6 +401,7 @@ def _build_run(cfg: TrainConfig) -> tuple[_Run, dict[str, Any] | None]:
         ),
         why=why,
         graphed=graphed,
+        average=PolyakAverage(model, cfg.ema) if cfg.ema is not None else None,
     )
     return run, last
 
@@ -427,8 +433,10 @@ def _start(run: _Run, last: dict[str, Any] | None) -> tuple[int, list[dict], dic
 
 def _end_epoch(run: _Run, epoch: int, stats: dict[str, Any], history: list, best: float) -> float:
     """Validate, log and save an epoch (``last.pt``; ``best.pt`` if it is the best so far);
-    returns the best validation bits/dim."""
-    val = evaluate(run.model, run.val_loader, run.device)
+    returns the best validation bits/dim. With Polyak averaging the averaged weights are the
+    ones validated (and chosen for ``best.pt``); the trained ones are validated too, for the log."""
+    validated = run.model if run.average is None else run.average.model
+    val = evaluate(validated, run.val_loader, run.device)
     device, world = run.device, run.world
     row = {
         "epoch": epoch,
@@ -443,6 +451,10 @@ def _end_epoch(run: _Run, epoch: int, stats: dict[str, Any], history: list, best
         "lr": stats["lr"],
         "world_size": world,
     }
+    if run.average is not None:
+        row["ema"] = run.average.decay
+        trained = evaluate(run.model, run.val_loader, run.device)
+        row["val_bits_per_dim_trained"] = trained["bits_per_dim"]
     if run.graphed:
         row["cuda_graphs"] = True
     if run.cfg.compile and stats["first_step_seconds"] is not None:

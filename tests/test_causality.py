@@ -33,7 +33,7 @@ except ImportError:  # tests/ imported as a package
 
 assert single_thread  # an autouse fixture: importing it applies it to this module
 
-ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn")
 SHAPES = ((3, 5, 5), (3, 6, 9), (1, 5, 6))  # square RGB, non-square RGB, grey
 HIDDEN = 8
 MESSAGE = re.compile(r"output \((\d+),(\d+),([RGBL])\) sees input \((\d+),(\d+),([RGBL])\)")
@@ -124,6 +124,7 @@ def _first_mask(model, arch):
         "pixelcnn": lambda: layer.body[3],
         "row_lstm": lambda: layer.input_to_state,
         "diagonal_bilstm": lambda: layer.left.input_to_state,
+        "gated_pixelcnn": lambda: layer.horizontal,
     }[arch]()
 
 

@@ -41,7 +41,7 @@ def test_fake_cuda_is_strict_about_devices(monkeypatch):
     assert not torch.cuda.is_available() or torch.cuda.device_count() > 0  # patches undone
 
 
-@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"])
 def test_forward_backward_and_loss_on_gpu(arch, monkeypatch):
     torch.manual_seed(0)
     model = build_model(arch, 3, hidden=6, layers=1)

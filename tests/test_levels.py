@@ -50,7 +50,7 @@ MD5 = {
 }
 SIZES = {"train": 50_000, "valid": 10_000, "test": 10_000}
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "binarized-mnist"
-ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn")
 
 
 @pytest.mark.parametrize("split", BINARIZED_MNIST_SPLITS)

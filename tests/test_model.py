@@ -17,7 +17,7 @@ except ImportError:  # tests/ imported as a package
 
 assert single_thread  # an autouse fixture: importing it applies it to this module
 
-ARCHS = ("row_lstm", "diagonal_bilstm", "pixelcnn")
+ARCHS = ("row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn")
 
 
 def test_architectures_registered():
@@ -43,10 +43,10 @@ def test_logits_shape(arch, shape):
     # logits[:, :, c] are colour c's: the (B, 256*C, H, W) head output cut into blocks of 256
     with torch.no_grad():
         image = x.float() / 127.5 - 1
-        h = model.stem(image)
+        h = model.stems(image)  # the Gated PixelCNN's: (vertical, horizontal)
         for layer in model.layers:
             h = layer(h, image)
-        raw = model.head(h)
+        raw = model.head(model.layer_output(h))
     for c in range(C):
         torch.testing.assert_close(logits[:, :, c], raw[:, 256 * c : 256 * (c + 1)])
     # a view of one row of 256 logits per sub-pixel, which is what the loss reads (no copy)
@@ -139,7 +139,7 @@ def test_all_parameters_get_gradients(arch):
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     """``sequential_steps`` equals the number of state-to-state products one layer computes one
-    after the other (PixelCNN: 1). The Row LSTM's fast path computes a row's gates in one
+    after the other (PixelCNN and the Gated PixelCNN: 1). The Row LSTM's fast path computes a row's gates in one
     ``torch.addmm``, after one more for the input-to-state products of the whole map (its
     readable path calls the state-to-state convolution once per row); the
     Diagonal BiLSTM's fast path starts both directions' gates of a column of the skewed map with
@@ -147,7 +147,8 @@ def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     H, W = shape
     model = build_model(arch, 3, hidden=6, layers=1).eval()
     calls = []
-    if arch != "pixelcnn":
+    convolutional = arch in ("pixelcnn", "gated_pixelcnn")
+    if not convolutional:
         product = torch.addmm
 
         def counted(*args, **kwargs):
@@ -158,7 +159,7 @@ def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     with torch.no_grad():
         model(torch.randint(0, 256, (2, 3, H, W)))
     before_the_loop = 1 if arch == "row_lstm" else 0
-    assert (len(calls) - before_the_loop if arch != "pixelcnn" else 1) == sequential_steps(
+    assert (len(calls) - before_the_loop if not convolutional else 1) == sequential_steps(
         arch, H, W
     )
 

@@ -19,7 +19,7 @@ except ImportError:  # tests/ imported as a package
 
 assert single_thread  # an autouse fixture: importing it applies it to this module
 
-ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm")
+ARCHS = ("pixelcnn", "row_lstm", "diagonal_bilstm", "gated_pixelcnn")
 
 
 def _model(arch: str, factor: int = 2, levels: int = 2, **kw) -> MultiScalePixelRNN:

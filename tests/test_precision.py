@@ -135,7 +135,7 @@ def test_lstm_state_stays_float32_under_autocast(arch, monkeypatch):
     assert len(seen) == 2 * (5 if arch == "row_lstm" else 2 * (5 + 5 - 1))
 
 
-@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"])
 def test_image_is_read_in_float32_under_autocast(arch, monkeypatch):
     """The layers that read the image (the stem; the Diagonal BiLSTM's full-context 1x1) run in
     float32: in bf16 the image would be rounded, and the gradients with it. The Diagonal

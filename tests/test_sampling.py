@@ -170,6 +170,7 @@ def test_completion_cached_equals_naive_pixelcnn():
         ("diagonal_bilstm", False),
         ("diagonal_bilstm", True),
         ("pixelcnn", False),  # no recurrent state to learn
+        ("gated_pixelcnn", False),
     ],
 )
 def test_cached_logits_match_the_full_forward(arch, learned):
@@ -193,7 +194,7 @@ def test_cached_logits_match_the_full_forward(arch, learned):
                 step.pixel_done(i, j)
 
 
-@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn"])
+@pytest.mark.parametrize("arch", ["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"])
 def test_compare_samplers_draw_by_draw(arch):
     """The measure the GPU check reports: on a CPU the two samplers' probabilities agree to
     float rounding at every draw, and no draw differs (with a class too)."""

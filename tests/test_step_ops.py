@@ -30,6 +30,9 @@ SMALL = {  # every kind of model the course builds, small
         learned_initial_state=True,
     ),
     "pixelcnn": dict(arch="pixelcnn", hidden=4, layers=1, channels=3, image_size=5),
+    "gated_pixelcnn": dict(
+        arch="gated_pixelcnn", hidden=4, layers=2, channels=3, image_size=5, classes=3
+    ),
     "class-conditional": dict(
         arch="row_lstm", hidden=4, layers=1, channels=1, image_size=5, levels=4, classes=3
     ),
