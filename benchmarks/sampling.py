@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 16])
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument(
-        "--arch", default="row_lstm", choices=["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"]
+        "--arch",
+        default="row_lstm",
+        choices=["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"],
     )
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)

@@ -200,3 +200,39 @@ def test_a_cycle_is_found_and_named(tmp_path):
     (tmp_path / "d.py").write_text("from .sub import e\n")
     cycle = find_cycle(import_graph(tmp_path))
     assert cycle == ["d", "sub.e", "d"]
+
+
+def _layers(graph: dict[str, set[str]]) -> dict[str, int]:
+    """Each module's layer: one more than the highest layer it imports from (0: imports nothing)."""
+    layer: dict[str, int] = {}
+
+    def of(name: str) -> int:
+        if name not in layer:
+            layer[name] = 1 + max((of(dep) for dep in graph[name]), default=-1)
+        return layer[name]
+
+    for name in graph:
+        of(name)
+    return layer
+
+
+def test_architecture_doc_shows_this_graph_and_every_module():
+    """docs/ARCHITECTURE.md's import-layer table is this graph, and its module table names every
+    module (a subpackage's numbered notebook modules as one row)."""
+    doc = (ROOT.parent / "docs" / "ARCHITECTURE.md").read_text()
+    graph = import_graph()
+    layer = _layers(graph)
+    expected = {
+        f"| {layer[m]} | `{m}` | "
+        + (", ".join(f"`{d}`" for d in sorted(graph[m])) or "nothing")
+        + " |"
+        for m in graph
+    }
+    shown = {line for line in doc.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    assert shown == expected, (
+        f"out of date: missing {sorted(expected - shown)[:3]}, stale {sorted(shown - expected)[:3]}"
+    )
+    named = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    packages = {"__init__"} | {m for m in graph if any(n.startswith(m + ".") for n in graph)}
+    unnamed = {m for m in graph if m not in named | packages and not m.startswith("exercises.nb")}
+    assert unnamed == set(), f"modules missing from the module table: {sorted(unnamed)}"
