@@ -1,9 +1,10 @@
-"""Speed and memory of the three layer types at the seed size, measured in one run.
+"""Speed and memory of the layer types at the seed size, measured in one run.
 
-For each architecture (Row LSTM, PixelCNN, Diagonal BiLSTM) at the seed configuration (32x32 RGB,
+For each architecture (Row LSTM, PixelCNN, Diagonal BiLSTM, Gated PixelCNN) at the seed configuration (32x32 RGB,
 hidden 64, 4 layers) this times forward + backward of a cross-entropy loss: one warm-up step, then
 ``--steps`` timed steps (synchronised on CUDA). It also reports peak memory and the number of
-sequential steps per layer (H for the Row LSTM, W + H - 1 = 2W - 1 for the Diagonal BiLSTM, 1 for PixelCNN),
+sequential steps per layer (H for the Row LSTM, W + H - 1 = 2W - 1 for the Diagonal BiLSTM, 1 for
+the PixelCNNs),
 and prints a markdown table with the hardware and ratios relative to PixelCNN at the first precision.
 
 ``--precision fp32 auto`` (the default) times every layer at each precision as ``pixelrnn train``
@@ -34,21 +35,17 @@ import torch
 from hardware import device_name
 
 from pixelrnn_utils.metrics import nll
-from pixelrnn_utils.model import build_model
+from pixelrnn_utils.model import build_model, sequential_steps
 from pixelrnn_utils.settings import exact_float32
 from pixelrnn_utils.train import autocast_dtype, resolve_precision
 
-ARCHS = ("row_lstm", "pixelcnn", "diagonal_bilstm")
+ARCHS = ("row_lstm", "pixelcnn", "diagonal_bilstm", "gated_pixelcnn")
 
 
 def hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device_name(device)} (CUDA {torch.version.cuda})"
     return f"{device_name(device)}, {torch.get_num_threads()} threads"
-
-
-def sequential_steps(arch: str, height: int, width: int) -> int:
-    return {"row_lstm": height, "diagonal_bilstm": width + height - 1, "pixelcnn": 1}[arch]
 
 
 def peak_rss_mib() -> float:

@@ -1,6 +1,8 @@
 """Naive vs cached sampling: wall time for the seed configuration, measured in one run.
 
     python benchmarks/sampling.py [--batch 8 16] [--size 32] [--arch row_lstm] [--device cpu] [--json]
+    python benchmarks/sampling.py --arch gated_pixelcnn --channels 1 --levels 2 --size 28 \
+        --hidden 16 --layers 7 --skip --batch 16          # the course's binarized MNIST scale
 
 For each batch size both samplers draw from the same model with the same generator seed; the script
 checks that the images are identical and prints a markdown table with the speed-up. The model is the
@@ -43,6 +45,9 @@ def main() -> None:
         default="row_lstm",
         choices=["row_lstm", "diagonal_bilstm", "pixelcnn", "gated_pixelcnn"],
     )
+    parser.add_argument("--channels", type=int, default=3, choices=[1, 3])
+    parser.add_argument("--levels", type=int, default=256, help="values per sub-pixel")
+    parser.add_argument("--skip", action="store_true", help="skip connections")
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -56,8 +61,16 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    model = build_model(args.arch, 3, hidden=args.hidden, layers=args.layers).to(args.device).eval()
-    shape = (3, args.size, args.size)
+    model = build_model(
+        args.arch,
+        args.channels,
+        hidden=args.hidden,
+        layers=args.layers,
+        levels=args.levels,
+        skip=args.skip,
+    )
+    model = model.to(args.device).eval()
+    shape = (args.channels, args.size, args.size)
     rows = []
     for n in args.batch:
         cached, t_cached = timed(
@@ -98,7 +111,8 @@ def main() -> None:
         "device": device,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "model": f"{args.arch} hidden={args.hidden} layers={args.layers}",
+        "model": f"{args.arch} hidden={args.hidden} layers={args.layers} levels={args.levels}"
+        + (" skip" if args.skip else ""),
         "image": list(shape),
     }
     if args.json:

@@ -29,6 +29,7 @@ __all__ = [
     "causal_violations",
     "missing_dependencies",
     "receptive_field",
+    "blind_pixels",
     "colour_dependency",
     "subpixel_name",
 ]
@@ -176,6 +177,26 @@ def assert_causal(
 def receptive_field(dep: torch.Tensor, i: int, j: int, c: int = 0) -> torch.Tensor:
     """``(H, W)`` map: how many input channels of each pixel output (i, j, c) depends on."""
     return dep[c, i, j].sum(dim=0)
+
+
+def blind_pixels(dep: torch.Tensor, i: int, j: int, c: int = 0) -> torch.Tensor:
+    """``(H, W)`` bool: the earlier pixels *inside* output (i, j, c)'s reach that it does not see.
+
+    The reach is the rectangle spanned by the pixels it sees in the rows above (from the highest
+    such row down to row i - 1, from the leftmost column seen to the rightmost), and on row i the
+    columns from the leftmost seen one to j - 1. PixelCNN's blind spot is the triangle of it to the
+    upper right (notebook 02); a model without one has none (the Gated PixelCNN, notebook 10).
+    """
+    seen = dep[c, i, j].any(dim=0)  # (H, W): pixels with any channel seen
+    blind = torch.zeros_like(seen)
+    above = seen[:i].nonzero()
+    if len(above):
+        top, left, right = above[:, 0].min(), above[:, 1].min(), above[:, 1].max()
+        blind[top:i, left : right + 1] = ~seen[top:i, left : right + 1]
+    row = seen[i, :j].nonzero()
+    if len(row):
+        blind[i, row[:, 0].min() : j] = ~seen[i, row[:, 0].min() : j]
+    return blind
 
 
 def colour_dependency(dep: torch.Tensor, i: int, j: int) -> torch.Tensor:

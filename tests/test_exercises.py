@@ -13,6 +13,7 @@ from pixelrnn_utils import exercises as ex
 from pixelrnn_utils.data import requantize
 from pixelrnn_utils.diagonal_bilstm import DiagonalBiLSTM, skew, unskew
 from pixelrnn_utils.exercises import nb06_sampling
+from pixelrnn_utils.gated_pixelcnn import gated
 from pixelrnn_utils.masks import make_mask
 from pixelrnn_utils.model import sequential_steps
 from pixelrnn_utils.row_lstm import lstm_update
@@ -29,6 +30,22 @@ def _make_mask(in_channels, out_channels, k, mask_type):
 
 def _row_step(is_row, h_prev, c_prev, weight, bias):
     return lstm_update(is_row + F.conv1d(h_prev, weight, bias, padding=1), c_prev)
+
+
+def _stack_masks(k, vertical_rows=None, vertical_cols=None):
+    """The two stacks' masks; with ``vertical_rows`` / ``vertical_cols`` a mistaken vertical mask."""
+    c = k // 2
+    vertical, horizontal = torch.zeros(k, k), torch.zeros(k, k)
+    vertical[: c + 1 if vertical_rows is None else vertical_rows(c), :vertical_cols] = 1
+    horizontal[c, : c + 1] = 1
+    return vertical, horizontal
+
+
+def _polyak(weights, decay):
+    average = weights[0].clone()
+    for w in weights[1:]:
+        average = decay * average + (1 - decay) * w
+    return average
 
 
 def _train_step(model, optimizer, x):
@@ -126,6 +143,16 @@ CASES = [
             .mean()
         ),
     ),
+    # notebook 10: a vertical mask that reaches below the centre row (a leak), one that stops
+    # above it (rows just above never reached), one that leaves out the columns right of centre
+    (ex.check_stack_masks, _stack_masks, lambda k: _stack_masks(k, lambda c: c + 2)),
+    (ex.check_stack_masks, _stack_masks, lambda k: _stack_masks(k, lambda c: c)),
+    (ex.check_stack_masks, _stack_masks, lambda k: _stack_masks(k, vertical_cols=k // 2 + 1)),
+    (ex.check_gate, gated, lambda x: torch.tanh(x)),
+    (ex.check_gate, gated, lambda x: torch.sigmoid(x[:, :3]) * torch.tanh(x[:, 3:])),  # swapped
+    (ex.check_polyak, _polyak, lambda weights, decay: weights.mean(0)),
+    (ex.check_polyak, _polyak, lambda w, d: _polyak(w, 1 - d)),  # the decay the wrong way round
+    (ex.check_mixture_outputs, lambda k: 10 * k, lambda k: 7 * k),  # the coefficients forgotten
 ]
 
 

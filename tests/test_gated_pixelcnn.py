@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pixelrnn_utils.causality import assert_causal, dependency_map
+from pixelrnn_utils.causality import assert_causal, blind_pixels, dependency_map
 from pixelrnn_utils.cli import main
 from pixelrnn_utils.gated_pixelcnn import VerticalConv2d, gated
 from pixelrnn_utils.model import GatedPixelCNN, PixelRNN, build_model
@@ -58,22 +58,9 @@ def test_gated_activation_is_tanh_times_sigmoid():
 
 
 def _blind_pixels(dep: torch.Tensor) -> int:
-    """Earlier pixels inside an output's receptive field (the box its seen rows above span,
-    and its row to the left) that do not reach it, summed over every output."""
+    """Earlier pixels inside an output's reach that do not reach it, summed over every output."""
     _, H, W = dep.shape[:3]
-    total = 0
-    for i in range(1, H):
-        for j in range(W):
-            seen = dep[0, i, j].any(0)  # (H, W): pixels output (i, j, first colour) depends on
-            above = seen[:i].nonzero()
-            if not len(above):
-                continue
-            top, left, right = above[:, 0].min(), above[:, 1].min(), above[:, 1].max()
-            total += int((~seen[top:i, left : right + 1]).sum())
-            row = seen[i, :j].nonzero()
-            if len(row):
-                total += int((~seen[i, row[:, 0].min() : j]).sum())
-    return total
+    return sum(int(blind_pixels(dep, i, j).sum()) for i in range(H) for j in range(W))
 
 
 def test_no_blind_spot_where_pixelcnn_has_one():

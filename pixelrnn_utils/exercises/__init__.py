@@ -7,7 +7,8 @@ The references the answers are checked against are the package's own functions.
 
 One module per notebook, named after it: ``nb01_data_quantization``, ``nb02_masked_convolutions``,
 ``nb03_row_lstm``, ``nb04_diagonal_bilstm``, ``nb05_training_gpu``, ``nb06_sampling``,
-``nb07_comparing_architectures``, ``nb08_binarized_mnist``, ``nb09_multiscale_conditional``;
+``nb07_comparing_architectures``, ``nb08_binarized_mnist``, ``nb09_multiscale_conditional``,
+``nb10_gated_pixelcnn``;
 ``feedback`` prints the one-line verdict they all share. Every check is re-exported here, so a
 notebook writes ``from pixelrnn_utils.exercises import check_...``.
 """
@@ -56,6 +57,12 @@ from .nb08_binarized_mnist import (
     independent_pixels_nll,
 )
 from .nb09_multiscale_conditional import check_label_mixture, check_multiscale_nll
+from .nb10_gated_pixelcnn import (
+    check_gate,
+    check_mixture_outputs,
+    check_polyak,
+    check_stack_masks,
+)
 
 __all__ = [
     "check_bits_per_dim_from_nats",
@@ -91,4 +98,8 @@ __all__ = [
     "independent_pixels_nll",
     "check_label_mixture",
     "check_multiscale_nll",
+    "check_stack_masks",
+    "check_gate",
+    "check_polyak",
+    "check_mixture_outputs",
 ]
