@@ -256,6 +256,11 @@ def _screenshots(page, rel: str, stem: str | None, out: Path) -> None:
         page.screenshot(path=str(out / "landing.png"))
     elif rel == "docs/api/pixelrnn_utils.model.html":
         page.screenshot(path=str(out / "api_model.png"))
+        signature = page.locator("dl.py.function").first
+        if signature.count():
+            signature.scroll_into_view_if_needed()
+            page.evaluate("window.scrollBy(0, -120)")
+            page.screenshot(path=str(out / "api_model_signature.png"))
     elif stem and stem[:2] in ("01", "05"):
         page.screenshot(path=str(out / f"{stem}_top.png"))
         for name, selector in (
