@@ -311,13 +311,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate(
         model, DataLoader(held_out, batch_size=args.batch_size), device, progress=not args.json
     )
-    result.update(checkpoint=str(args.checkpoint), data=str(run.data), split=args.split)
+    result.update(
+        checkpoint=str(args.checkpoint),
+        data=str(run.data),
+        split=args.split,
+        weights=info["weights"],
+    )
     if args.json:
         print(json.dumps(result))
     else:
+        averaged = " (Polyak-averaged weights)" if info["weights"] == "averaged" else ""
         print(
             f"{result['bits_per_dim']:.4f} bits/dim ({result['nats_per_image']:.1f} nats per image) "
-            f"on {result['images']} {args.split} images"
+            f"on {result['images']} {args.split} images{averaged}"
         )
     return 0
 

@@ -87,6 +87,14 @@ def test_cli_resume_takes_ema_from_the_run(small_folder, tmp_path, capsys, monke
     assert main([*argv, "--epochs", "2", "--resume"]) == 0
     assert "ema=0.5" in capsys.readouterr().err
     assert read_checkpoint(out / "last.pt")["ema"]["decay"] == 0.5
+    # evaluate scores the averaged weights, and says so
+    assert main(["evaluate", "--checkpoint", str(out / "best.pt"), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    epoch = read_checkpoint(out / "best.pt")["epoch"]
+    logged = json.loads((out / "metrics.jsonl").read_text().splitlines()[epoch - 1])
+    assert result["weights"] == "averaged"
+    assert result["bits_per_dim"] == pytest.approx(logged["val_bits_per_dim"], abs=1e-4)
+    assert result["bits_per_dim"] != pytest.approx(logged["val_bits_per_dim_trained"], abs=1e-6)
 
 
 def test_adding_ema_on_resume_starts_the_average_at_the_weights(small_folder, tmp_path):
