@@ -87,6 +87,24 @@ def _naive_sample(model, n, shape, generator, temperature=1.0, sees_own_pixel=Tr
     return x
 
 
+def _class_nats(model, x):
+    """(N, 10): -log p(x | k) of every image under every class."""
+    with torch.no_grad():
+        return torch.stack(
+            [
+                F.cross_entropy(model(x, condition=torch.full((len(x),), k)), x, reduction="none")
+                .flatten(1)
+                .sum(1)
+                for k in range(10)
+            ],
+            1,
+        )
+
+
+def _classify(model, x):
+    return _class_nats(model, x).argmin(1)
+
+
 IMAGES = torch.tensor([[[[0, 255, 255], [3, 255, 7]]]])
 
 CASES = [
@@ -143,6 +161,18 @@ CASES = [
             .mean()
         ),
     ),
+    (  # bits instead of nats
+        ex.check_pixel_nll,
+        ex.per_pixel_nll,
+        lambda model, x: ex.per_pixel_nll(model, x) / math.log(2),
+    ),
+    (  # the NLL of ink at every pixel, whatever the pixel's value
+        ex.check_pixel_nll,
+        ex.per_pixel_nll,
+        lambda model, x: -model(x[None]).log_softmax(1)[0, 1, 0].detach(),
+    ),
+    # notebook 09: the class with the largest NLL (a sign slip), and the right one
+    (ex.check_classify, _classify, lambda model, x: _class_nats(model, x).argmax(1)),
     # notebook 10: a vertical mask that reaches below the centre row (a leak), one that stops
     # above it (rows just above never reached), one that leaves out the columns right of centre
     (ex.check_stack_masks, _stack_masks, lambda k: _stack_masks(k, lambda c: c + 2)),

@@ -53,10 +53,16 @@ from .nb07_comparing_architectures import (
 from .nb08_binarized_mnist import (
     check_independent_pixels,
     check_nats_per_image,
+    check_pixel_nll,
     check_uniform_nats,
     independent_pixels_nll,
+    per_pixel_nll,
 )
-from .nb09_multiscale_conditional import check_label_mixture, check_multiscale_nll
+from .nb09_multiscale_conditional import (
+    check_classify,
+    check_label_mixture,
+    check_multiscale_nll,
+)
 from .nb10_gated_pixelcnn import (
     check_gate,
     check_mixture_outputs,
@@ -96,8 +102,11 @@ __all__ = [
     "check_uniform_nats",
     "check_independent_pixels",
     "independent_pixels_nll",
+    "check_pixel_nll",
+    "per_pixel_nll",
     "check_label_mixture",
     "check_multiscale_nll",
+    "check_classify",
     "check_stack_masks",
     "check_gate",
     "check_polyak",

@@ -5,9 +5,11 @@ Its exercises are at the end of ``notebooks/09_multiscale_conditional.ipynb``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 from ..conditioning import label_mixture_nll, subsample_mask
 from .feedback import _attempted, _verdict
@@ -56,4 +58,61 @@ def check_multiscale_nll(
         ok,
         "sum the small stage over its s x s pixels, and the big stage over every pixel except "
         "(k f, l f), which the small image gives (x[..., ::f, ::f]); one number per image",
+    )
+
+
+def class_log_likelihoods(
+    model: torch.nn.Module, x: torch.Tensor, classes: int = 10
+) -> torch.Tensor:
+    """``(N, K)``: log p(x | y = k) in nats of every image ``x`` ``(N, C, H, W)`` under every class."""
+    with torch.no_grad():
+        return torch.stack(
+            [
+                -F.cross_entropy(
+                    model(x, condition=torch.full((len(x),), k)).float(), x, reduction="none"
+                )
+                .flatten(1)
+                .sum(1)
+                for k in range(classes)
+            ],
+            dim=1,
+        )
+
+
+@functools.cache
+def _shipped_conditional() -> tuple[torch.nn.Module, torch.Tensor]:
+    """The shipped class-conditional Row LSTM and 12 test garments spread over the split."""
+    from ..checkpoint import load_checkpoint
+    from ..data import load_dataset
+    from ..settings import project_root
+
+    path = project_root() / "checkpoints" / "row_lstm_fashion_mnist_4_classes.pt"
+    model, _ = load_checkpoint(path)
+    test = load_dataset("fashion_mnist_4", train=False, channels=1, image_size=28)
+    return model.eval(), test.images[torch.arange(12) * 833].long()
+
+
+def check_classify(fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor] | None) -> bool:
+    """``fn(model, x)``: images ``(N, 1, 28, 28)`` -> ``(N,)`` classes argmax_k log p(x | k) of a
+    class-conditional model; checked on 12 test garments under the shipped conditional Row LSTM."""
+    if not _attempted(fn):
+        return False
+    model, x = _shipped_conditional()
+    answer = fn(model, x.clone())
+    if not _attempted(answer):
+        return False
+    answer = torch.as_tensor(answer).detach().cpu().long().flatten()
+    logs = class_log_likelihoods(model, x)
+    if answer.shape != (len(x),):
+        return _verdict(False, f"one class per image: shape ({len(x)},), not {tuple(answer.shape)}")
+    if ((answer < 0) | (answer >= logs.shape[1])).any():
+        return _verdict(False, f"classes are 0..{logs.shape[1] - 1}")
+    # right when the chosen class is (within rounding) the likeliest one for every image
+    chosen = logs.gather(1, answer[:, None])[:, 0]
+    ok = bool((chosen >= logs.max(1).values - 1e-3).all())
+    return _verdict(
+        ok,
+        "for every class k, log p(x | k) = -(sum over the pixels of F.cross_entropy(model(x, "
+        'condition=k), x, reduction="none")); the class is the k with the largest '
+        "log-likelihood (the smallest NLL), per image",
     )
