@@ -29,7 +29,18 @@ def _make_mask(in_channels, out_channels, k, mask_type):
 
 
 def _row_step(is_row, h_prev, c_prev, weight, bias):
+    return lstm_update(
+        is_row + F.conv1d(h_prev, weight, bias, padding=weight.shape[2] // 2), c_prev
+    )
+
+
+def _row_step_k3(is_row, h_prev, c_prev, weight, bias):  # right for k = 3 only
     return lstm_update(is_row + F.conv1d(h_prev, weight, bias, padding=1), c_prev)
+
+
+def _lstm_update_torch_order(gates, c_prev):
+    i, f, g, o = gates.chunk(4, dim=1)
+    return lstm_update(torch.cat([o, f, i, g], dim=1), c_prev)
 
 
 def _stack_masks(k, vertical_rows=None, vertical_cols=None):
@@ -119,6 +130,8 @@ CASES = [
     (ex.check_make_mask, _make_mask, lambda i, o, k, t: make_mask(i, o, (k, k), "A")),  # hides
     (ex.check_lstm_update, lstm_update, lambda gates, c: (c, c)),
     (ex.check_row_step, _row_step, lambda r, h, c, w, b: lstm_update(r, c)),  # row above missing
+    (ex.check_row_step, _row_step, _row_step_k3),  # the padding of a 3-wide kernel
+    (ex.check_lstm_update_torch_order, _lstm_update_torch_order, lstm_update),  # o, f, i, g
     (ex.check_row_lstm_steps, 32, 48),
     (ex.check_triangle_width, 11, 9),  # 9: a symmetric triangle, forgetting the input's mask
     (ex.check_skew, lambda x: skew(x[None, None])[0, 0], lambda x: x),

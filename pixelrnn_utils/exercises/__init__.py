@@ -22,6 +22,7 @@ from .nb01_data_quantization import (
 from .nb02_masked_convolutions import check_make_mask, check_mask_a_context, check_mask_b
 from .nb03_row_lstm import (
     check_lstm_update,
+    check_lstm_update_torch_order,
     check_row_lstm_steps,
     check_row_step,
     check_triangle_width,
@@ -79,6 +80,7 @@ __all__ = [
     "check_mask_a_context",
     "check_make_mask",
     "check_lstm_update",
+    "check_lstm_update_torch_order",
     "check_row_step",
     "check_row_lstm_steps",
     "check_triangle_width",
