@@ -5,6 +5,7 @@ tensors where the CPU is required, ``cuda`` without an index."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -179,28 +180,49 @@ def test_tf32_is_off_while_training_evaluating_and_sampling(small_folder, tmp_pa
     assert restored == (True, True)
 
 
+def _course_copy(name: str, tmp_path: Path) -> Path:
+    """A copy of the course (package and notebook ``name``; data, checkpoints and ../shared
+    linked) whose ``runs/`` folder is its own: nbval may run the same notebook at the same time in
+    another test worker, in the repository's ``runs/``."""
+    root = tmp_path / "course"
+    shutil.copytree(
+        ROOT / "pixelrnn_utils",
+        root / "pixelrnn_utils",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    (root / "notebooks").mkdir()
+    shutil.copy(ROOT / "notebooks" / name, root / "notebooks" / name)
+    for linked in ("data", "checkpoints"):
+        (root / linked).symlink_to(ROOT / linked)
+    if (ROOT.parent / "shared").exists():
+        (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
+    return root
+
+
 def run_notebook_on_fake_gpu(name: str, tmp_path: Path) -> subprocess.CompletedProcess:
-    """Notebook ``name`` top to bottom in smoke mode, in a fresh process, on the pretend GPU."""
+    """Notebook ``name`` top to bottom in smoke mode, in a fresh process, on the pretend GPU, in a
+    copy of the course (:func:`_course_copy`)."""
+    root = _course_copy(name, tmp_path)
     script = f"""
 import sys
-sys.path[:0] = [{str(ROOT / "tests")!r}, {str(ROOT)!r}]
+sys.path[:0] = [{str(ROOT / "tests")!r}, {str(root)!r}, {str(ROOT)!r}]
 import pytest
 from fake_cuda import fake_cuda
 from benchmarks.run_notebook import run_notebook
 with fake_cuda(pytest.MonkeyPatch()):
-    run_notebook({str(ROOT / "notebooks" / name)!r})
+    run_notebook({str(root / "notebooks" / name)!r})
 """
     env = {
         **__import__("os").environ,
         "PIXELRNN_SMOKE": "1",
         "MPLBACKEND": "Agg",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": str(root),
     }
     return subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,
         text=True,
-        cwd=ROOT / "notebooks",
+        cwd=root / "notebooks",
         env=env,
         timeout=900,
     )
