@@ -15,18 +15,26 @@ from ..row_lstm import RowLSTM, lstm_update
 from .feedback import _attempted, _number, _verdict
 
 
-def check_lstm_update(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
-    """``fn(gates, c_prev) -> (h, c)`` with gates [o, f, i, g] stacked on dim 1."""
+def _check_update(fn: Callable[[torch.Tensor, torch.Tensor], Any], order: str, hint: str) -> bool:
+    """``fn(gates, c_prev) -> (h, c)`` with the gates stacked on dim 1 in ``order`` (e.g.
+    ``"ofig"``), against the package's ``lstm_update`` (which takes o, f, i, g)."""
     generator = torch.Generator().manual_seed(0)
     gates = torch.randn(2, 4 * 5, 7, generator=generator)
     c_prev = torch.randn(2, 5, 7, generator=generator)
     mine = fn(gates, c_prev)
     if not _attempted(mine) or not _attempted(mine[0]):
         return False
-    h, c = lstm_update(gates, c_prev)
+    named = dict(zip(order, gates.chunk(4, dim=1), strict=True))
+    h, c = lstm_update(torch.cat([named[gate] for gate in "ofig"], dim=1), c_prev)
     ok = torch.allclose(mine[1], c, atol=1e-6) and torch.allclose(mine[0], h, atol=1e-6)
-    return _verdict(
-        ok,
+    return _verdict(ok, hint)
+
+
+def check_lstm_update(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
+    """``fn(gates, c_prev) -> (h, c)`` with gates [o, f, i, g] stacked on dim 1."""
+    return _check_update(
+        fn,
+        "ofig",
         "sigmoid for o, f, i; tanh for g; c = f * c_prev + i * g; h = o * tanh(c); "
         "gates.chunk(4, dim=1) gives o, f, i, g in that order",
     )
@@ -35,17 +43,9 @@ def check_lstm_update(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
 def check_lstm_update_torch_order(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> bool:
     """``fn(gates, c_prev) -> (h, c)`` with the gates stacked on dim 1 in ``torch.nn.LSTM``'s
     order [i, f, g, o] (the package's ``lstm_update`` takes [o, f, i, g])."""
-    generator = torch.Generator().manual_seed(0)
-    gates = torch.randn(2, 4 * 5, 7, generator=generator)
-    c_prev = torch.randn(2, 5, 7, generator=generator)
-    mine = fn(gates, c_prev)
-    if not _attempted(mine) or not _attempted(mine[0]):
-        return False
-    i, f, g, o = gates.chunk(4, dim=1)
-    h, c = lstm_update(torch.cat([o, f, i, g], dim=1), c_prev)
-    ok = torch.allclose(mine[1], c, atol=1e-6) and torch.allclose(mine[0], h, atol=1e-6)
-    return _verdict(
-        ok,
+    return _check_update(
+        fn,
+        "ifgo",
         "gates.chunk(4, dim=1) gives i, f, g, o in torch.nn.LSTM's order; sigmoid for i, f, o, "
         "tanh for g; c = f * c_prev + i * g; h = o * tanh(c)",
     )
