@@ -28,6 +28,7 @@ __all__ = [
     "exact_float32",
     "seed_everything",
     "shown_path",
+    "shown_source",
     "values_checked",
     "reads_values",
 ]
@@ -127,3 +128,13 @@ def shown_path(path: str | os.PathLike) -> str:
             if candidate.is_relative_to(base):
                 return prefix + candidate.relative_to(base).as_posix()
     return path.name
+
+
+def shown_source(source: str | os.PathLike) -> str:
+    """A dataset as a notebook prints it: a name (``cifar10``, ``binarized_mnist``) as it is, a
+    folder of images by its name alone (``image folder 'cifar10-train'``). Where the folder lies
+    is this machine's business: a learner reading the stored output has no such folder."""
+    text = str(source)
+    if "/" not in text and os.sep not in text and not Path(text).is_dir():  # a dataset's name
+        return text
+    return f"image folder {Path(text).expanduser().name!r}"

@@ -461,6 +461,20 @@ def test_shown_path_never_prints_this_machines_absolute_path(tmp_path, monkeypat
     assert shown_path("/nowhere/else/images") == "images"
 
 
+def test_shown_source_names_a_folder_without_where_it_lies(tmp_path, monkeypatch):
+    from pixelrnn_utils.settings import shown_source
+
+    assert shown_source("cifar10") == "cifar10"
+    assert shown_source("binarized_mnist") == "binarized_mnist"
+    assert shown_source("../shared/data/cifar10-train") == "image folder 'cifar10-train'"
+    assert shown_source(tmp_path / "my images") == "image folder 'my images'"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    assert (
+        shown_source("photos") == "image folder 'photos'"
+    )  # a folder, though it looks like a name
+
+
 def test_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
     from pixelrnn_utils.data import DataCacheWarning
     from pixelrnn_utils.datasets import cache as cache_module

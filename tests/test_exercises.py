@@ -12,7 +12,7 @@ from torch import nn
 from pixelrnn_utils import exercises as ex
 from pixelrnn_utils.data import requantize
 from pixelrnn_utils.diagonal_bilstm import DiagonalBiLSTM, skew, unskew
-from pixelrnn_utils.exercises import nb06_sampling
+from pixelrnn_utils.exercises import nb06_sampling, nb10_gated_pixelcnn
 from pixelrnn_utils.gated_pixelcnn import gated
 from pixelrnn_utils.masks import make_mask
 from pixelrnn_utils.model import sequential_steps
@@ -138,7 +138,7 @@ CASES = [
     (ex.check_skewed_width, 55, 71),  # 71 = 2W - 1, for a square image only
     (ex.check_unskew, lambda y: unskew(y[None, None])[0, 0], lambda y: y[:, : y.shape[0]]),
     (ex.check_shift_down, ex.shift_down, lambda right: F.pad(right, (0, 0, 0, 1))[:, :, 1:]),
-    (ex.check_loss_per_pixel_to_bits_per_dim, 7.58 / 3 / math.log(2), 7.58 / math.log(2)),
+    (ex.check_bits_per_dim_to_loss_per_pixel, 3.00 * math.log(2) * 3, 3.00 * math.log(2)),
     (ex.check_steps_per_epoch, 2813, 2812),
     (ex.check_cosine_halfway, 5e-4, 1e-3),
     (ex.check_train_step, _train_step, _train_step_unclipped),
@@ -195,7 +195,19 @@ CASES = [
     (ex.check_gate, gated, lambda x: torch.sigmoid(x[:, :3]) * torch.tanh(x[:, 3:])),  # swapped
     (ex.check_polyak, _polyak, lambda weights, decay: weights.mean(0)),
     (ex.check_polyak, _polyak, lambda w, d: _polyak(w, 1 - d)),  # the decay the wrong way round
-    (ex.check_mixture_outputs, lambda k: 10 * k, lambda k: 7 * k),  # the coefficients forgotten
+    (  # the bins without their tails: the edge bins lose the mass beyond them
+        ex.check_discretized_logistic,
+        nb10_gated_pixelcnn.discretized_logistic,
+        lambda m, s: (
+            torch.sigmoid((torch.arange(256) + 0.5 - m) / s.exp())
+            - torch.sigmoid((torch.arange(256) - 0.5 - m) / s.exp())
+        ),
+    ),
+    (  # the log-scale used as the scale
+        ex.check_discretized_logistic,
+        nb10_gated_pixelcnn.discretized_logistic,
+        lambda m, s: nb10_gated_pixelcnn.discretized_logistic(m, s.exp()),
+    ),
 ]
 
 

@@ -35,8 +35,8 @@ from .nb04_diagonal_bilstm import (
     shift_down,
 )
 from .nb05_training_gpu import (
+    check_bits_per_dim_to_loss_per_pixel,
     check_cosine_halfway,
-    check_loss_per_pixel_to_bits_per_dim,
     check_steps_per_epoch,
     check_train_step,
 )
@@ -65,8 +65,8 @@ from .nb09_multiscale_conditional import (
     check_multiscale_nll,
 )
 from .nb10_gated_pixelcnn import (
+    check_discretized_logistic,
     check_gate,
-    check_mixture_outputs,
     check_polyak,
     check_stack_masks,
 )
@@ -89,7 +89,7 @@ __all__ = [
     "check_unskew",
     "check_shift_down",
     "shift_down",
-    "check_loss_per_pixel_to_bits_per_dim",
+    "check_bits_per_dim_to_loss_per_pixel",
     "check_steps_per_epoch",
     "check_cosine_halfway",
     "check_train_step",
@@ -112,5 +112,5 @@ __all__ = [
     "check_stack_masks",
     "check_gate",
     "check_polyak",
-    "check_mixture_outputs",
+    "check_discretized_logistic",
 ]

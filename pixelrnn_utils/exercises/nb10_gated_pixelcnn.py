@@ -141,26 +141,50 @@ def check_polyak(fn: Callable[[torch.Tensor, float], torch.Tensor] | None) -> bo
     return _verdict(True, "")
 
 
-def mixture_outputs(components: int, channels: int = 3) -> int:
-    """Outputs per pixel of a discretized logistic mixture (PixelCNN++): per component a weight,
-    and per colour a mean and a log-scale, plus the coefficients that let each colour's mean
-    depend on the earlier colours (3 for RGB, 0 for grey)."""
-    coefficients = channels * (channels - 1) // 2
-    return components * (1 + 2 * channels + coefficients)
+def discretized_logistic(
+    mean: torch.Tensor, log_scale: torch.Tensor, levels: int = 256
+) -> torch.Tensor:
+    """The ``(levels,)`` probabilities of one discretized logistic (PixelCNN++) with ``mean`` and
+    ``log_scale`` in intensity units: bin x covers [x - 0.5, x + 0.5], the first bin takes the tail
+    below, the last the tail above, so the bins sum to 1."""
+    scale = log_scale.double().exp()
+    x = torch.arange(levels, dtype=torch.float64)
+    upper = torch.sigmoid((x + 0.5 - mean) / scale)
+    lower = torch.sigmoid((x - 0.5 - mean) / scale)
+    upper[-1], lower[0] = 1.0, 0.0
+    return upper - lower
 
 
-def check_mixture_outputs(fn: Callable[[int], int] | None) -> bool:
-    """``fn(K)``: how many numbers PixelCNN++'s head outputs per RGB pixel for K components."""
+def check_discretized_logistic(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None,
+) -> bool:
+    """``fn(mean, log_scale)``: the 256 probabilities of a discretized logistic over the
+    intensities 0..255, checked against :func:`discretized_logistic` for means inside, at and
+    beyond the edges."""
     if not _attempted(fn):
         return False
-    for k in (1, 5, 10):
-        answer = fn(k)
+    for mean, log_scale in ((100.3, 1.0), (0.0, 0.0), (255.0, 2.0), (300.0, 0.5), (-20.0, 3.0)):
+        answer = fn(
+            torch.tensor(mean, dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64)
+        )
         if not _attempted(answer):
             return False
-        if answer != mixture_outputs(k):
+        answer = torch.as_tensor(answer, dtype=torch.float64)
+        expected = discretized_logistic(torch.tensor(mean), torch.tensor(log_scale))
+        if answer.shape != (256,):
+            return _verdict(False, "return one probability per intensity: shape (256,)")
+        if not torch.isclose(answer.sum(), torch.tensor(1.0, dtype=torch.float64), atol=1e-6):
             return _verdict(
                 False,
-                "per component: 1 mixture weight, 3 means, 3 log-scales and 3 coefficients "
-                "(G's mean depends on R, B's on R and G): 10 numbers",
+                f"the probabilities sum to {answer.sum().item():.4f}, not 1 (mean {mean:g}): the "
+                "edge bins take the tails, bin 0 everything below 0.5 and bin 255 everything "
+                "above 254.5",
+            )
+        if not torch.allclose(answer, expected, atol=1e-6):
+            return _verdict(
+                False,
+                "bin x is the logistic's mass between x - 0.5 and x + 0.5: "
+                "sigmoid((x + 0.5 - mean) / s) - sigmoid((x - 0.5 - mean) / s), with "
+                "s = exp(log_scale)",
             )
     return _verdict(True, "")
