@@ -195,7 +195,7 @@ class PixelRNN(nn.Module):
         cond = self.condition_map(condition, x.shape[0], tuple(x.shape[2:]))
         image = preprocess(x, self.stem.weight.dtype, self.levels)
         # the stem in float32 even under autocast: in bfloat16 the image itself would be rounded
-        # (8 bits of mantissa cannot hold its 256 levels in [-1, 1]), and the gradients with it
+        # (8 significant bits round all but 2 of its 256 levels in [-1, 1]), and the gradients with it
         with torch.autocast(x.device.type, enabled=False):
             state = self.stems(image)
         total = 0
