@@ -12,7 +12,7 @@
 #      default) and --resume'd for a second epoch, then in fp16 with a GradScaler (Colab's T4
 #      path): each prints images/s and bits/dim;
 #   2. naive against cached sampling of the shipped CIFAR-10 model, draw by draw: the largest
-#      probability difference and how many draws differ (bit-identical images are a CPU promise);
+#      probability difference and how many draws differ (identical images are what a CPU gives);
 #   3. torch.compile: compiled against eager loss and gradients on one batch, then an epoch with
 #      --compile. Compiling may take minutes (torch 2.11 may unroll the recurrences): these steps
 #      have a budget, and running out of it is reported, not counted as a failure;

@@ -3,7 +3,7 @@
 The line is "✓ correct", "✗ not yet: <hint>" or "… not attempted yet: ...". ``_verdict`` prints
 it for a right or wrong answer, ``_attempted`` for an answer still at ``None``, and ``_number``
 compares a numeric answer with the expected value (relative tolerance). The check modules of the
-notebooks (``nb01_data_quantization`` … ``nb09_multiscale_conditional``) all report through these
+notebooks (``nb01_data_quantization`` … ``nb10_gated_pixelcnn``) all report through these
 three.
 """
 
