@@ -167,6 +167,8 @@ def plot_training_curves(
     epochs = [int(r["epoch"]) for r in rows]
     if ax is None:
         _, ax = plt.subplots(figsize=(5, 3.2))
+    last = {key: float(rows[-1][key]) for key in ("train_bits_per_dim", "val_bits_per_dim")}
+    higher = max(last, key=last.get)  # whose last value is higher (train on a tie)
     for key, label, style in (
         ("train_bits_per_dim", "train (mean over the epoch)", "o-"),
         ("val_bits_per_dim", "validation (end of epoch)", "s-"),
@@ -175,12 +177,15 @@ def plot_training_curves(
         if start is not None and key == "val_bits_per_dim":
             xs, values = [0, *xs], [float(start), *values]
         ax.plot(xs, values, style, label=label)
+        # the two last values side by side: the higher one's label above, the lower one's below,
+        # so that they stay readable when the curves end close together
+        upper = key == higher
         ax.annotate(
             f"{values[-1]:.3f}",
             (xs[-1], values[-1]),
             textcoords="offset points",
-            xytext=(6, 0),
-            va="center",
+            xytext=(6, 3 if upper else -3),
+            va="bottom" if upper else "top",
             fontsize=8,
         )
     if start is not None:

@@ -61,3 +61,19 @@ def test_row_labels_sit_beside_their_rows():
     with pytest.raises(ValueError, match="3 row labels for a grid of 2 rows"):
         show_images(images, nrow=3, row_labels=["a", "b", "c"])
     plt.close("all")
+
+
+@pytest.mark.parametrize("train, val", [(3.535, 3.524), (3.50, 3.52), (3.52, 3.52)])
+def test_last_values_stay_readable_when_the_curves_end_together(train, val):
+    """The two end labels (notebook 05's shipped run ends at 3.535 and 3.524) are drawn one above,
+    one below their points, the higher value's above, never on top of each other."""
+    rows = [*ROWS, {"epoch": 3, "train_bits_per_dim": train, "val_bits_per_dim": val}]
+    ax = plot_training_curves(rows)
+    fig = ax.figure
+    fig.canvas.draw()
+    train_box, val_box = (t.get_window_extent() for t in ax.texts)  # drawn in this order
+    assert [t.get_text() for t in ax.texts] == [f"{train:.3f}", f"{val:.3f}"]
+    assert not train_box.overlaps(val_box)
+    high, low = (val_box, train_box) if val > train else (train_box, val_box)
+    assert high.y0 >= low.y1  # the higher value's label is the upper one
+    plt.close("all")
