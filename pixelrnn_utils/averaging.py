@@ -2,7 +2,7 @@
 
 Polyak & Juditsky (1992) average the iterates of stochastic gradient descent; deep learning uses
 the exponential moving average ``average <- decay * average + (1 - decay) * weights`` after
-every optimizer step (PixelCNN++ trains with decay 0.9995). The average moves ``1 - decay`` of
+every optimizer step (PixelCNN++'s released code uses decay 0.9995). The average moves ``1 - decay`` of
 the way to the current weights per step: with decay 0.999 it remembers about the last 1,000
 steps, smoothing out the noise of the last few hundred minibatches that the trained weights
 still carry.
