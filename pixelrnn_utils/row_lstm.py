@@ -246,9 +246,10 @@ def row_recurrence(
     :meth:`RowLSTM.recurrence` computes (the tests check outputs and gradients), in the
     state's dtype (float32; float64 for a float64 model). What makes it fast:
 
-    * the **input-to-state** convolution of every row is one convolution before the loop (it
-      does not depend on the recurrence); inside the loop, one matrix product per row computes
-      the state-to-state convolution;
+    * **one matrix product per row** computes both convolutions and the bias: ``[W_ss | W_is |
+      b]`` times ``[the k shifted copies of the previous row's states; the k' shifted copies of
+      this row's inputs; ones]``. The inputs' copies do not depend on the recurrence: they are
+      laid out for every row in one copy before the loop;
     * every row is stored **padded**: each image's row of W columns is followed by k // 2
       columns of zeros (before the next image's), so the k taps of a state are k overlapping
       views of one flat buffer, and
@@ -258,6 +259,10 @@ def row_recurrence(
     * the layout is feature first, ``(features, B x padded W)``: the gates o, f, i, g are
       contiguous blocks, and the product reads and writes whole rows of them;
     * a **hand-written backward** (:class:`_RowRecurrence`) of seven operations per row.
+
+    (One product per row, rather than the input-to-state product for the whole map before the
+    loop, is what a CPU runs fastest: each row's product and gates stay in its caches; a GPU
+    launches the same number of kernels either way.)
 
     Under mixed precision the products (and the gates' pre-activations, as the readable loop's
     bf16 convolutions give them) are in ``product_dtype``; the LSTM state c, the hidden state h
@@ -269,43 +274,52 @@ def row_recurrence(
     G, hd, k = state_weight.shape
     pad, taps = k // 2, input_weight.shape[2]
     P = W + pad  # one image's row and the zero columns after it (before the next image's)
-    n, N = B * P, H * B * P  # columns of one row, of the whole map
-    # The input-to-state convolution of every row, as one product over the whole map in the
-    # padded layout (C, H, B, W + pad): tap t of column q reads column q - pad + t, which is t
-    # positions on in the map shifted right by pad (zeros come from the padding).
-    padded = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (0, pad)).reshape(C * N)
-    shifted = F.pad(padded, (pad, 0))
-    inputs = torch.stack([shifted[t : t + C * N] for t in range(taps)]).view(taps * C, N)
-    input_matrix = input_weight.permute(0, 2, 1).reshape(G, taps * C).to(product_dtype)
-    gates_in = torch.addmm(bias.to(product_dtype)[:, None], input_matrix, inputs)
-    # the output gate at the padding columns: -inf, so that the state there is
-    # h = sigmoid(-inf) tanh(c) = 0, the zero padding the next row's taps read
-    closed = gates_in.new_zeros(G, 1, 1, P)
-    closed[: G // 4, ..., W:] = float("-inf")
-    gates_in = gates_in.view(G, H, B, P) + closed
+    n = B * P  # columns of one row
+    # The layer's input in the padded layout (C, H, B, W + pad), flat, after ``pad`` more zeros:
+    # input tap t of column q reads column q - pad + t, which is t positions on from q.
+    inputs = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (0, pad)).reshape(-1)
+    inputs = F.pad(inputs, (pad, 0))
+    # What every row's gates add to its product: -inf on the output gate at the padding columns,
+    # so that the state there is h = sigmoid(-inf) tanh(c) = 0, the zero padding the next row's
+    # taps read; and the conditioning, row by row.
+    offset = features.new_zeros(G, B, P, dtype=product_dtype)
+    offset[: G // 4, :, W:] = float("-inf")
     if extra is not None:
-        gates_in = gates_in + F.pad(extra.to(product_dtype), (0, pad)).permute(1, 2, 0, 3)
-    matrix = state_weight.permute(0, 2, 1).reshape(G, k * hd).to(dtype)  # tap-major
+        offset = offset + F.pad(extra.to(product_dtype), (0, pad)).permute(2, 1, 0, 3)
+    # both kernels and the bias as one matrix: the state-to-state taps, the input-to-state
+    # taps, then the bias (the product's last row of reads is ones)
+    matrix = torch.cat(
+        [
+            state_weight.permute(0, 2, 1).reshape(G, k * hd),
+            input_weight.permute(0, 2, 1).reshape(G, taps * C),
+            bias[:, None],
+        ],
+        dim=1,
+    ).to(dtype)
     h_init, c_init = (
         F.pad(s.to(dtype)[:, None, None].expand(hd, B, W), (0, pad)).reshape(hd, n)
         if s is not None
         else features.new_zeros(hd, n, dtype=dtype)
         for s in (h0, c0)
     )
-    gates_in = gates_in.view(G, H, n).transpose(0, 1)  # (H, 4h, B P): row r is gates_in[r]
-    states = _RowRecurrence.apply(gates_in, matrix, h_init, c_init)  # (H, h, B P)
+    offset = offset.reshape(-1, G, n).squeeze(0)  # (4h, B P), or (H, 4h, B P) with ``extra``
+    states = _RowRecurrence.apply(inputs, offset, matrix, h_init, c_init, k, taps)  # (H, h, B P)
     return states.view(H, hd, B, P)[..., :W].permute(2, 1, 0, 3)
 
 
 class _RowRecurrence(torch.autograd.Function):
     """The row loop of :func:`row_recurrence`, its backward written out by hand.
 
-    ``gates_in`` ``(H, 4h, n)``: every row's input-to-state gates (n = B x padded W columns),
-    ``matrix`` ``(4h, k h)``: the state-to-state kernel, tap-major; ``h_init``, ``c_init``
-    ``(h, n)``: the states of row -1. Forward, row r, for every image and column at once
-    (``taps[r]``: the k shifted copies of the states of row r - 1, zero outside the row):
+    ``inputs``: the layer's input, flat, in the padded layout of :func:`row_recurrence`;
+    ``offset`` ``(4h, n)`` or ``(H, 4h, n)``: what every row's gates add (n = B x padded W
+    columns); ``matrix`` ``(4h, k h + k' C + 1)``: the state-to-state kernel and the
+    input-to-state kernel, tap-major, then the bias; ``h_init``, ``c_init`` ``(h, n)``: the
+    states of row -1. ``reads[r]`` stacks what row r's product reads: the k shifted copies of
+    the states of row r - 1 (zero outside the row), then the k' shifted copies of row r's
+    inputs and a row of ones (both laid out for every row at once, before the loop). Forward,
+    row r, for every image and column at once:
 
-        gates = gates_in[r] + matrix @ taps[r]
+        gates = offset[r] + matrix @ reads[r]
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
         c_r = f * c_{r-1} + i * g;  h_r = o * tanh(c_r)
 
@@ -319,62 +333,84 @@ class _RowRecurrence(torch.autograd.Function):
         [d_f, d_i, d_g] = dc * [c_{r-1} f (1 - f), g i (1 - i), i (1 - g^2)]
         dc *= f                                 (the gradient of c_{r-1})
 
-    then ``d_taps = matrix^T @ d``, whose k taps, moved back to the columns they read and
-    summed, are the gradient of h_{r-1}. After the loop ``d_matrix`` = the sum over rows of
-    ``d @ taps[r]^T`` (one batched product) and the gradient of ``gates_in`` is ``d`` itself.
+    then ``d_reads[r] = matrix^T @ d``: its state taps, moved back to the columns they read and
+    summed, are the gradient of h_{r-1}. After the loop the inputs' taps are moved back the same
+    way (the gradient of ``inputs``), ``d_matrix`` = the sum over rows of ``d @ reads[r]^T`` (one
+    batched product), and the gradient of ``offset`` (when it has one) is ``d``.
     """
 
     @staticmethod
-    def forward(ctx, gates_in, matrix, h_init, c_init):  # noqa: ANN001, ANN205
-        H, G, n = gates_in.shape
-        hd, k = G // 4, matrix.shape[1] // (G // 4)
-        pad = k // 2
-        weights = matrix.to(gates_in.dtype)  # the products' dtype; the gradient stays matrix's
+    def forward(ctx, inputs, offset, matrix, h_init, c_init, k, taps):  # noqa: ANN001, ANN205
+        G, K = matrix.shape
+        hd, n = G // 4, h_init.shape[1]
+        pad, S = k // 2, k * hd  # S: the rows of ``reads`` that hold the state's taps
+        C = (K - S - 1) // taps  # taps: k', the input's
+        N = (inputs.numel() - pad) // C  # columns of the whole map
+        H = N // n
+        weights = matrix.to(inputs.dtype)  # the products' dtype; the gradient stays matrix's
+        reads = inputs.new_empty(H, K, n)  # in the products' dtype
+        # input tap t, feature c, row r, column q reads the map at t + c N + r n + q
+        reads[:, S:-1].view(H, taps, C, n).copy_(inputs.as_strided((H, taps, C, n), (n, 1, N, 1)))
+        reads[:, -1] = 1  # what the bias multiplies
         # hs[r + 1]: the states h of row r, flat, with ``pad`` zeros before and after
         hs = h_init.new_zeros(H + 1, hd * n + 2 * pad)
         hs[0, pad : pad + hd * n] = h_init.flatten()
-        taps = gates_in.new_empty(H, k, hd, n)  # what row r's product reads, in its dtype
-        gates = gates_in.new_empty(G, n)
+        gates = reads.new_empty(G, n)
         acts = h_init.new_empty(H, 4, hd, n)  # sigmoid(o, f, i), tanh(g)
         cells = h_init.new_empty(H + 1, hd, n)  # cells[r + 1]: c of row r
         cells[0] = c_init
         tanh_c = h_init.new_empty(H, hd, n)
         for r in range(H):
-            # tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
-            taps[r] = hs.as_strided((k, hd, n), (1, n, 1), r * hs.stride(0))
-            torch.addmm(gates_in[r], weights, taps[r].view(k * hd, n), out=gates)
+            # state tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
+            reads[r, :S].view(k, hd, n).copy_(
+                hs.as_strided((k, hd, n), (1, n, 1), r * hs.stride(0))
+            )
+            torch.addmm(offset if offset.dim() == 2 else offset[r], weights, reads[r], out=gates)
             torch.sigmoid(gates[: 3 * hd].view(3, hd, n), out=acts[r, :3])
             torch.tanh(gates[3 * hd :], out=acts[r, 3])
             o, f, i, g = acts[r]
-            torch.addcmul(f * cells[r], i, g, out=cells[r + 1])
+            torch.mul(f, cells[r], out=cells[r + 1]).addcmul_(i, g)
             torch.tanh(cells[r + 1], out=tanh_c[r])
             torch.mul(o, tanh_c[r], out=hs[r + 1, pad : pad + hd * n].view(hd, n))
-        ctx.save_for_backward(weights, taps, acts, cells, tanh_c)
+        ctx.save_for_backward(weights, reads, acts, cells, tanh_c)
+        ctx.sizes = k, taps, C, N
         return hs[1:, pad : pad + hd * n].view(H, hd, n)
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        weights, taps, acts, cells, tanh_c = ctx.saved_tensors
+        weights, reads, acts, cells, tanh_c = ctx.saved_tensors
+        k, taps, C, N = ctx.sizes
         H, _, hd, n = acts.shape
-        k = taps.shape[1]
-        pad = k // 2
+        pad, S = k // 2, k * hd
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
         factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)[:, :, 0]
         f = acts[:, 1]
         grad_gates = grad_states.new_empty(H, 4, hd, n, dtype=weights.dtype)
-        d_taps = grad_states.new_zeros(k, hd, n, dtype=weights.dtype)
+        # d_reads[r]: the gradient of reads[r]; d_reads[H]'s state taps: zero (no row H)
+        d_reads = grad_states.new_empty(H + 1, *reads.shape[1:], dtype=weights.dtype)
+        d_reads[H, :S].zero_()
         dc = grad_states.new_zeros(hd, n)
+        weights_t = weights.T.contiguous()  # read row by row in the loop's products
+
+        def moved_back(r: int) -> torch.Tensor:
+            # the gradient of h_{r-1} from row r's k state taps: tap t of column p read h of
+            # column p + t - pad, so it is found at t (hd n) + j n + p - t + pad in d_reads[r]
+            at = r * d_reads.stride(0) + pad
+            return d_reads.as_strided((k, hd, n), (hd * n - 1, n, 1), at).sum(0, dtype=dc.dtype)
+
         for r in reversed(range(H)):
-            # dh: the gradient of h_r from the loss and from row r + 1's k taps; tap t of column
-            # p read h of column p + t - pad, so it is found at t (hd n) + j n + p - t + pad
-            moved = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
-            dh = grad_states[r] + moved
+            dh = grad_states[r] + moved_back(r + 1)
             dc.addcmul_(dh, factors[0, r])
             torch.mul(dh, factors[1, r], out=grad_gates[r, 0])
             torch.mul(factors[2:, r], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
-            torch.mm(weights.T, grad_gates[r].view(4 * hd, n), out=d_taps.view(k * hd, n))
-        d_h_init = d_taps.as_strided((k, hd, n), (hd * n - 1, n, 1), pad).sum(0, dtype=dc.dtype)
+            torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_reads[r])
+        # the inputs' gradient: input tap t of row r, column q read the map at t + c N + r n + q
+        d_inputs = d_reads.new_zeros(C * N + pad)
+        for t in range(taps):
+            rows = d_reads[:H, S + t * C : S + (t + 1) * C].transpose(0, 1)  # (C, H, n)
+            d_inputs[t : t + C * N].view(C, H, n).add_(rows)
         grad = grad_gates.view(H, 4 * hd, n)
-        d_matrix = torch.bmm(grad, taps.view(H, k * hd, n).transpose(1, 2)).sum(0, dtype=dc.dtype)
-        return grad, d_matrix, d_h_init, dc
+        d_offset = grad if ctx.needs_input_grad[1] else None  # (H, 4h, n): the conditioning's
+        d_matrix = torch.bmm(grad, reads.transpose(1, 2)).sum(0, dtype=dc.dtype)
+        return d_inputs, d_offset, d_matrix, moved_back(0), dc, None, None

@@ -139,9 +139,9 @@ def test_all_parameters_get_gradients(arch):
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
 def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     """``sequential_steps`` equals the number of state-to-state products one layer computes one
-    after the other (PixelCNN and the Gated PixelCNN: 1). The Row LSTM's fast path computes a row's gates in one
-    ``torch.addmm``, after one more for the input-to-state products of the whole map (its
-    readable path calls the state-to-state convolution once per row); the
+    after the other (PixelCNN and the Gated PixelCNN: 1). The Row LSTM's fast path computes a
+    row's gates in one ``torch.addmm``, both convolutions at once (its readable path calls the
+    state-to-state convolution once per row); the
     Diagonal BiLSTM's fast path starts both directions' gates of a column of the skewed map with
     one ``torch.addmm`` (the states above) and adds the states beside in place."""
     H, W = shape
@@ -158,10 +158,7 @@ def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
         monkeypatch.setattr(torch, "addmm", counted)
     with torch.no_grad():
         model(torch.randint(0, 256, (2, 3, H, W)))
-    before_the_loop = 1 if arch == "row_lstm" else 0
-    assert (len(calls) - before_the_loop if not convolutional else 1) == sequential_steps(
-        arch, H, W
-    )
+    assert (len(calls) if not convolutional else 1) == sequential_steps(arch, H, W)
 
 
 def test_sequential_steps_rejects_unknown_architectures():
