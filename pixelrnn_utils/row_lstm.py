@@ -250,15 +250,13 @@ def row_recurrence(
       b]`` times ``[the k shifted copies of the previous row's states; the k' shifted copies of
       this row's inputs; ones]``. The inputs' copies do not depend on the recurrence: they are
       laid out for every row in one copy before the loop;
-    * every row is stored **padded**: each image's row of W columns is followed by k // 2
-      columns of zeros (before the next image's), so the k taps of a state are k overlapping
-      views of one flat buffer, and
-      one copy lays them out for the product (no per-row shifting or zeroing). The gates
-      computed at the padding columns are never used: their output gate is set to
-      sigmoid(-inf) = 0 there, so the state they write into the padding is exactly 0;
-    * the layout is feature first, ``(features, B x padded W)``: the gates o, f, i, g are
+    * the k taps of a row's states are k overlapping views of one flat buffer, the B images'
+      rows side by side: one multiplication by a 0/1 mask lays them out for the product and
+      zeroes what a tap reads past its image's edge (the convolution's zero padding), where
+      the view runs into the neighbouring image (no per-row shifting, no zero columns);
+    * the layout is feature first, ``(features, B x W)``: the gates o, f, i, g are
       contiguous blocks, and the product reads and writes whole rows of them;
-    * a **hand-written backward** (:class:`_RowRecurrence`) of seven operations per row.
+    * a **hand-written backward** (:class:`_RowRecurrence`) of eight operations per row.
 
     (One product per row, rather than the input-to-state product for the whole map before the
     loop, is what a CPU runs fastest: each row's product and gates stay in its caches; a GPU
@@ -273,51 +271,60 @@ def row_recurrence(
     B, C, H, W = features.shape
     G, hd, k = state_weight.shape
     pad, taps = k // 2, input_weight.shape[2]
-    P = W + pad  # one image's row and the zero columns after it (before the next image's)
-    n = B * P  # columns of one row
-    # The layer's input in the padded layout (C, H, B, W + pad), flat, after ``pad`` more zeros:
-    # input tap t of column q reads column q - pad + t, which is t positions on from q.
-    inputs = F.pad(features.to(product_dtype).permute(1, 2, 0, 3), (0, pad)).reshape(-1)
-    inputs = F.pad(inputs, (pad, 0))
-    # What every row's gates add to its product: -inf on the output gate at the padding columns,
-    # so that the state there is h = sigmoid(-inf) tanh(c) = 0, the zero padding the next row's
-    # taps read; and the conditioning, row by row.
-    offset = features.new_zeros(G, B, P, dtype=product_dtype)
-    offset[: G // 4, :, W:] = float("-inf")
+    n = B * W  # columns of one row
+    # The layer's input in the layout (C, H, B, W), flat, after ``pad`` zeros: input tap t of
+    # column q reads column q - pad + t, which is t positions on from q.
+    inputs = F.pad(features.to(product_dtype).permute(1, 2, 0, 3).reshape(-1), (pad, 0))
+    # the conditioning, row by row: what every row's gates add to its product
+    offset = None
     if extra is not None:
-        offset = offset + F.pad(extra.to(product_dtype), (0, pad)).permute(2, 1, 0, 3)
+        offset = extra.to(product_dtype).permute(2, 1, 0, 3).reshape(H, G, n)
     # both kernels and the bias as one matrix: the state-to-state taps, the input-to-state
     # taps, then the bias (the product's last row of reads is ones)
     matrix = torch.cat(
         [
-            state_weight.permute(0, 2, 1).reshape(G, k * hd),
+            F.pad(state_weight.permute(0, 2, 1), (0, 1)).reshape(G, k * (hd + 1)),
             input_weight.permute(0, 2, 1).reshape(G, taps * C),
             bias[:, None],
         ],
         dim=1,
     ).to(dtype)
     h_init, c_init = (
-        F.pad(s.to(dtype)[:, None, None].expand(hd, B, W), (0, pad)).reshape(hd, n)
+        s.to(dtype)[:, None].expand(hd, n)
         if s is not None
         else features.new_zeros(hd, n, dtype=dtype)
         for s in (h0, c0)
     )
-    offset = offset.reshape(-1, G, n).squeeze(0)  # (4h, B P), or (H, 4h, B P) with ``extra``
-    states = _RowRecurrence.apply(inputs, offset, matrix, h_init, c_init, k, taps)  # (H, h, B P)
-    return states.view(H, hd, B, P)[..., :W].permute(2, 1, 0, 3)
+    # which columns each tap reads inside its own image, for the states' taps and the inputs'
+    inside = _inside(k, pad, W, B, inputs), _inside(taps, pad, W, B, inputs)
+    states = _RowRecurrence.apply(inputs, offset, matrix, h_init, c_init, *inside)  # (H, h, B W)
+    return states.view(H, hd, B, W).permute(2, 1, 0, 3)
+
+
+def _inside(taps: int, pad: int, width: int, batch: int, like: torch.Tensor) -> torch.Tensor:
+    """``(taps, B W)``: 1 where tap t of a column reads a column of its own image (t - pad
+    columns on), 0 where it would read past the image's edge; ``like``'s dtype and device."""
+    inside = like.new_ones(taps, batch, width)
+    for t in range(taps):
+        if t < pad:  # reads to the left: the first pad - t columns would read the image before
+            inside[t, :, : pad - t] = 0
+        elif t > pad:  # reads to the right: the last t - pad columns would read the next image
+            inside[t, :, width - (t - pad) :] = 0
+    return inside.view(taps, batch * width)
 
 
 class _RowRecurrence(torch.autograd.Function):
     """The row loop of :func:`row_recurrence`, its backward written out by hand.
 
-    ``inputs``: the layer's input, flat, in the padded layout of :func:`row_recurrence`;
-    ``offset`` ``(4h, n)`` or ``(H, 4h, n)``: what every row's gates add (n = B x padded W
-    columns); ``matrix`` ``(4h, k h + k' C + 1)``: the state-to-state kernel and the
+    ``inputs``: the layer's input, flat, in the layout of :func:`row_recurrence`; ``offset``
+    ``(H, 4h, n)``: what every row's gates add (the conditioning; n = B x W columns), or None;
+    ``matrix`` ``(4h, k h + k' C + 1)``: the state-to-state kernel and the
     input-to-state kernel, tap-major, then the bias; ``h_init``, ``c_init`` ``(h, n)``: the
-    states of row -1. ``reads[r]`` stacks what row r's product reads: the k shifted copies of
-    the states of row r - 1 (zero outside the row), then the k' shifted copies of row r's
-    inputs and a row of ones (both laid out for every row at once, before the loop). Forward,
-    row r, for every image and column at once:
+    states of row -1; ``inside``, ``inside_inputs``: the masks of :func:`_inside` for the
+    state's k taps and the input's k'. ``reads[r]`` stacks what row r's product reads: the k
+    shifted copies of the states of row r - 1, then the k' shifted copies of row r's inputs
+    (laid out for every row at once, before the loop) and a row of ones, each copy zero where it
+    would read past its image's edge. Forward, row r, for every image and column at once:
 
         gates = offset[r] + matrix @ reads[r]
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
@@ -333,24 +340,32 @@ class _RowRecurrence(torch.autograd.Function):
         [d_f, d_i, d_g] = dc * [c_{r-1} f (1 - f), g i (1 - i), i (1 - g^2)]
         dc *= f                                 (the gradient of c_{r-1})
 
-    then ``d_reads[r] = matrix^T @ d``: its state taps, moved back to the columns they read and
-    summed, are the gradient of h_{r-1}. After the loop the inputs' taps are moved back the same
+    then ``d_reads[r] = matrix^T @ d``: its state taps, masked as in the forward, moved back to
+    the columns they read and summed, are the gradient of h_{r-1}. After the loop the inputs' taps are moved back the same
     way (the gradient of ``inputs``), ``d_matrix`` = the sum over rows of ``d @ reads[r]^T`` (one
     batched product), and the gradient of ``offset`` (when it has one) is ``d``.
     """
 
     @staticmethod
-    def forward(ctx, inputs, offset, matrix, h_init, c_init, k, taps):  # noqa: ANN001, ANN205
+    def forward(ctx, inputs, offset, matrix, h_init, c_init, inside, inside_inputs):  # noqa: ANN001, ANN205
         G, K = matrix.shape
         hd, n = G // 4, h_init.shape[1]
-        pad, S = k // 2, k * hd  # S: the rows of ``reads`` that hold the state's taps
+        k, taps = inside.shape[0], inside_inputs.shape[0]
+        # S: the rows of ``reads`` that hold the state's taps, hd + 1 each: one more row that the
+        # matrix multiplies by zero, so that a tap's view running past its last column or before
+        # its first reads it, not the next tap's (and the backward moves back a zero from it)
+        pad, S = k // 2, k * (hd + 1)
         C = (K - S - 1) // taps  # taps: k', the input's
         N = (inputs.numel() - pad) // C  # columns of the whole map
         H = N // n
         weights = matrix.to(inputs.dtype)  # the products' dtype; the gradient stays matrix's
         reads = inputs.new_empty(H, K, n)  # in the products' dtype
         # input tap t, feature c, row r, column q reads the map at t + c N + r n + q
-        reads[:, S:-1].view(H, taps, C, n).copy_(inputs.as_strided((H, taps, C, n), (n, 1, N, 1)))
+        taps_in = reads[:, S:-1].view(H, taps, C, n)
+        taps_in.copy_(inputs.as_strided((H, taps, C, n), (n, 1, N, 1))).mul_(inside_inputs[:, None])
+        # the states' mask as a whole tensor, first in the product below: the layout of its
+        # result (traced, its ``out=`` becomes a copy) follows the first operand
+        mask = h_init.new_empty(k, hd + 1, n).copy_(inside[:, None])  # in the state's dtype
         reads[:, -1] = 1  # what the bias multiplies
         # hs[r + 1]: the states h of row r, flat, with ``pad`` zeros before and after
         hs = h_init.new_zeros(H + 1, hd * n + 2 * pad)
@@ -362,26 +377,29 @@ class _RowRecurrence(torch.autograd.Function):
         tanh_c = h_init.new_empty(H, hd, n)
         for r in range(H):
             # state tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
-            reads[r, :S].view(k, hd, n).copy_(
-                hs.as_strided((k, hd, n), (1, n, 1), r * hs.stride(0))
-            )
-            torch.addmm(offset if offset.dim() == 2 else offset[r], weights, reads[r], out=gates)
+            taps_r = hs.as_strided((k, hd + 1, n), (1, n, 1), r * hs.stride(0))
+            torch.mul(mask, taps_r, out=reads[r, :S].view(k, hd + 1, n))
+            if offset is None:
+                torch.mm(weights, reads[r], out=gates)
+            else:
+                torch.addmm(offset[r], weights, reads[r], out=gates)
             torch.sigmoid(gates[: 3 * hd].view(3, hd, n), out=acts[r, :3])
             torch.tanh(gates[3 * hd :], out=acts[r, 3])
             o, f, i, g = acts[r]
             torch.mul(f, cells[r], out=cells[r + 1]).addcmul_(i, g)
             torch.tanh(cells[r + 1], out=tanh_c[r])
             torch.mul(o, tanh_c[r], out=hs[r + 1, pad : pad + hd * n].view(hd, n))
-        ctx.save_for_backward(weights, reads, acts, cells, tanh_c)
-        ctx.sizes = k, taps, C, N
+        ctx.save_for_backward(weights, reads, acts, cells, tanh_c, inside, inside_inputs)
+        ctx.sizes = C, N
         return hs[1:, pad : pad + hd * n].view(H, hd, n)
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        weights, reads, acts, cells, tanh_c = ctx.saved_tensors
-        k, taps, C, N = ctx.sizes
+        weights, reads, acts, cells, tanh_c, inside, inside_inputs = ctx.saved_tensors
+        C, N = ctx.sizes
+        k, taps = inside.shape[0], inside_inputs.shape[0]
         H, _, hd, n = acts.shape
-        pad, S = k // 2, k * hd
+        pad, S = k // 2, k * (hd + 1)
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
         factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)[:, :, 0]
         f = acts[:, 1]
@@ -396,7 +414,8 @@ class _RowRecurrence(torch.autograd.Function):
             # the gradient of h_{r-1} from row r's k state taps: tap t of column p read h of
             # column p + t - pad, so it is found at t (hd n) + j n + p - t + pad in d_reads[r]
             at = r * d_reads.stride(0) + pad
-            return d_reads.as_strided((k, hd, n), (hd * n - 1, n, 1), at).sum(0, dtype=dc.dtype)
+            moved = d_reads.as_strided((k, hd, n), ((hd + 1) * n - 1, n, 1), at)
+            return moved.sum(0, dtype=dc.dtype)
 
         for r in reversed(range(H)):
             dh = grad_states[r] + moved_back(r + 1)
@@ -405,11 +424,14 @@ class _RowRecurrence(torch.autograd.Function):
             torch.mul(factors[2:, r], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
             torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_reads[r])
+            d_reads[r, :S].view(k, hd + 1, n).mul_(
+                inside[:, None]
+            )  # what read past an edge: no h's
         # the inputs' gradient: input tap t of row r, column q read the map at t + c N + r n + q
         d_inputs = d_reads.new_zeros(C * N + pad)
         for t in range(taps):
             rows = d_reads[:H, S + t * C : S + (t + 1) * C].transpose(0, 1)  # (C, H, n)
-            d_inputs[t : t + C * N].view(C, H, n).add_(rows)
+            d_inputs[t : t + C * N].view(C, H, n).addcmul_(rows, inside_inputs[t])
         grad = grad_gates.view(H, 4 * hd, n)
         d_offset = grad if ctx.needs_input_grad[1] else None  # (H, 4h, n): the conditioning's
         d_matrix = torch.bmm(grad, reads.transpose(1, 2)).sum(0, dtype=dc.dtype)

@@ -61,9 +61,9 @@ def test_training_speed_times_the_baseline_and_this_version():
     assert list(runs) == ["baseline fp32", "fp32", "auto", "fp32 readable"]
     assert runs["baseline fp32"]["dtype"] == runs["fp32"]["dtype"] == "float32"
     assert runs["fp32 readable"]["dtype"] == "float32"
-    # the Row LSTM's two paths do the same products, but for the fast one's zero gap column
-    # after each image's row (W + 1 columns of work for W: 3 % at W = 32) and the gradient of
-    # row -1's zero states, which only the fast one computes
+    # the Row LSTM's two paths do the same products, but for the fast one's extra rows (a zero
+    # row after each state tap's, and the bias's row of ones: 4 of 452 at h = 64) and the
+    # gradient of row -1's zero states, which only the fast one computes
     fast, readable = runs["fp32"]["gflop_per_step"], runs["fp32 readable"]["gflop_per_step"]
     assert readable < fast < 1.06 * readable
     for run in runs.values():

@@ -140,8 +140,8 @@ def test_all_parameters_get_gradients(arch):
 def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     """``sequential_steps`` equals the number of state-to-state products one layer computes one
     after the other (PixelCNN and the Gated PixelCNN: 1). The Row LSTM's fast path computes a
-    row's gates in one ``torch.addmm``, both convolutions at once (its readable path calls the
-    state-to-state convolution once per row); the
+    row's gates in one ``torch.mm``, both convolutions at once (``torch.addmm`` with a
+    conditioning; its readable path calls the state-to-state convolution once per row); the
     Diagonal BiLSTM's fast path starts both directions' gates of a column of the skewed map with
     one ``torch.addmm`` (the states above) and adds the states beside in place."""
     H, W = shape
@@ -149,13 +149,14 @@ def test_sequential_steps_counts_what_a_layer_runs(arch, shape, monkeypatch):
     calls = []
     convolutional = arch in ("pixelcnn", "gated_pixelcnn")
     if not convolutional:
-        product = torch.addmm
+        for name in ("mm", "addmm"):
+            product = getattr(torch, name)
 
-        def counted(*args, **kwargs):
-            calls.append(1)
-            return product(*args, **kwargs)
+            def counted(*args, product=product, **kwargs):
+                calls.append(1)
+                return product(*args, **kwargs)
 
-        monkeypatch.setattr(torch, "addmm", counted)
+            monkeypatch.setattr(torch, name, counted)
     with torch.no_grad():
         model(torch.randint(0, 256, (2, 3, H, W)))
     assert (len(calls) if not convolutional else 1) == sequential_steps(arch, H, W)
