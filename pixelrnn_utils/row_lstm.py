@@ -318,11 +318,13 @@ class _RowRecurrence(torch.autograd.Function):
 
     ``inputs``: the layer's input, flat, in the layout of :func:`row_recurrence`; ``offset``
     ``(H, 4h, n)``: what every row's gates add (the conditioning; n = B x W columns), or None;
-    ``matrix`` ``(4h, k h + k' C + 1)``: the state-to-state kernel and the
-    input-to-state kernel, tap-major, then the bias; ``h_init``, ``c_init`` ``(h, n)``: the
+    ``matrix`` ``(4h, k (h + 1) + k' C + 1)``: the state-to-state kernel (tap-major, each tap
+    followed by a zero column), the input-to-state kernel (tap-major), then the bias;
+    ``h_init``, ``c_init`` ``(h, n)``: the
     states of row -1; ``inside``, ``inside_inputs``: the masks of :func:`_inside` for the
     state's k taps and the input's k'. ``reads[r]`` stacks what row r's product reads: the k
-    shifted copies of the states of row r - 1, then the k' shifted copies of row r's inputs
+    shifted copies of the states of row r - 1 (each h + 1 rows: the last one, whatever the view
+    reads there, meets the zero column), then the k' shifted copies of row r's inputs
     (laid out for every row at once, before the loop) and a row of ones, each copy zero where it
     would read past its image's edge. Forward, row r, for every image and column at once:
 
@@ -341,9 +343,11 @@ class _RowRecurrence(torch.autograd.Function):
         dc *= f                                 (the gradient of c_{r-1})
 
     then ``d_reads[r] = matrix^T @ d``: its state taps, masked as in the forward, moved back to
-    the columns they read and summed, are the gradient of h_{r-1}. After the loop the inputs' taps are moved back the same
-    way (the gradient of ``inputs``), ``d_matrix`` = the sum over rows of ``d @ reads[r]^T`` (one
-    batched product), and the gradient of ``offset`` (when it has one) is ``d``.
+    the columns they read and summed, are the gradient of h_{r-1} (what a view reads past the
+    end of a feature's row is a zero row's: 0). After the loop the inputs' taps are moved back
+    the same way (the gradient of ``inputs``), ``d_matrix`` = the sum over rows of
+    ``d @ reads[r]^T`` (one batched product), and the gradient of ``offset`` (when it has one)
+    is ``d``.
     """
 
     @staticmethod
@@ -412,7 +416,7 @@ class _RowRecurrence(torch.autograd.Function):
 
         def moved_back(r: int) -> torch.Tensor:
             # the gradient of h_{r-1} from row r's k state taps: tap t of column p read h of
-            # column p + t - pad, so it is found at t (hd n) + j n + p - t + pad in d_reads[r]
+            # column p + t - pad, so it is found at t (hd + 1) n + j n + p - t + pad in d_reads[r]
             at = r * d_reads.stride(0) + pad
             moved = d_reads.as_strided((k, hd, n), ((hd + 1) * n - 1, n, 1), at)
             return moved.sum(0, dtype=dc.dtype)
