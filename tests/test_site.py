@@ -121,8 +121,14 @@ def test_course_and_site_url_in_one_place():
 def test_solutions_stay_collapsed_and_anchors_resolve():
     nb = {
         "cells": [
-            {"cell_type": "markdown", "metadata": {}, "source": "see [above](#The-naive-sampler)"},
             {
+                "id": "prose",
+                "cell_type": "markdown",
+                "metadata": {},
+                "source": "see [above](#The-naive-sampler)",
+            },
+            {
+                "id": "solution",
                 "cell_type": "code",
                 "metadata": {"tags": ["solution"]},
                 "source": "x = 1",
