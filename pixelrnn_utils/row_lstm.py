@@ -295,9 +295,12 @@ def row_recurrence(
         else features.new_zeros(hd, n, dtype=dtype)
         for s in (h0, c0)
     )
-    # which columns each tap reads inside its own image, for the states' taps and the inputs'
-    inside = _inside(k, pad, W, B, inputs), _inside(taps, pad, W, B, inputs)
-    states = _RowRecurrence.apply(inputs, offset, matrix, h_init, c_init, *inside)  # (H, h, B W)
+    # which columns each of the k taps reads inside its own image (the input's k' taps, which
+    # read up to the centre, are the first k' of them)
+    inside = _inside(k, pad, W, B, inputs)
+    states = _RowRecurrence.apply(
+        inputs, offset, matrix, h_init, c_init, inside, taps
+    )  # (H, h, B W)
     return states.view(H, hd, B, W).permute(2, 1, 0, 3)
 
 
@@ -321,8 +324,8 @@ class _RowRecurrence(torch.autograd.Function):
     ``matrix`` ``(4h, k (h + 1) + k' C + 1)``: the state-to-state kernel (tap-major, each tap
     followed by a zero column), the input-to-state kernel (tap-major), then the bias;
     ``h_init``, ``c_init`` ``(h, n)``: the
-    states of row -1; ``inside``, ``inside_inputs``: the masks of :func:`_inside` for the
-    state's k taps and the input's k'. ``reads[r]`` stacks what row r's product reads: the k
+    states of row -1; ``inside``: the mask of :func:`_inside` for the k taps (the input's
+    ``taps`` = k' are its first k'). ``reads[r]`` stacks what row r's product reads: the k
     shifted copies of the states of row r - 1 (each h + 1 rows: the last one, whatever the view
     reads there, meets the zero column), then the k' shifted copies of row r's inputs
     (laid out for every row at once, before the loop) and a row of ones, each copy zero where it
@@ -351,10 +354,10 @@ class _RowRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, inputs, offset, matrix, h_init, c_init, inside, inside_inputs):  # noqa: ANN001, ANN205
+    def forward(ctx, inputs, offset, matrix, h_init, c_init, inside, taps):  # noqa: ANN001, ANN205
         G, K = matrix.shape
         hd, n = G // 4, h_init.shape[1]
-        k, taps = inside.shape[0], inside_inputs.shape[0]
+        k = inside.shape[0]
         # S: the rows of ``reads`` that hold the state's taps, hd + 1 each: one more row that the
         # matrix multiplies by zero, so that a tap's view running past its last column or before
         # its first reads it, not the next tap's (and the backward moves back a zero from it)
@@ -366,7 +369,7 @@ class _RowRecurrence(torch.autograd.Function):
         reads = inputs.new_empty(H, K, n)  # in the products' dtype
         # input tap t, feature c, row r, column q reads the map at t + c N + r n + q
         taps_in = reads[:, S:-1].view(H, taps, C, n)
-        taps_in.copy_(inputs.as_strided((H, taps, C, n), (n, 1, N, 1))).mul_(inside_inputs[:, None])
+        taps_in.copy_(inputs.as_strided((H, taps, C, n), (n, 1, N, 1))).mul_(inside[:taps, None])
         # the states' mask as a whole tensor, first in the product below: the layout of its
         # result (traced, its ``out=`` becomes a copy) follows the first operand
         mask = h_init.new_empty(k, hd + 1, n).copy_(inside[:, None])  # in the state's dtype
@@ -393,15 +396,15 @@ class _RowRecurrence(torch.autograd.Function):
             torch.mul(f, cells[r], out=cells[r + 1]).addcmul_(i, g)
             torch.tanh(cells[r + 1], out=tanh_c[r])
             torch.mul(o, tanh_c[r], out=hs[r + 1, pad : pad + hd * n].view(hd, n))
-        ctx.save_for_backward(weights, reads, acts, cells, tanh_c, inside, inside_inputs)
-        ctx.sizes = C, N
+        ctx.save_for_backward(weights, reads, acts, cells, tanh_c, inside)
+        ctx.sizes = taps, C, N
         return hs[1:, pad : pad + hd * n].view(H, hd, n)
 
     @staticmethod
     def backward(ctx, grad_states):  # noqa: ANN001, ANN205
-        weights, reads, acts, cells, tanh_c, inside, inside_inputs = ctx.saved_tensors
-        C, N = ctx.sizes
-        k, taps = inside.shape[0], inside_inputs.shape[0]
+        weights, reads, acts, cells, tanh_c, inside = ctx.saved_tensors
+        taps, C, N = ctx.sizes
+        k = inside.shape[0]
         H, _, hd, n = acts.shape
         pad, S = k // 2, k * (hd + 1)
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
@@ -412,7 +415,6 @@ class _RowRecurrence(torch.autograd.Function):
         d_reads = grad_states.new_empty(H + 1, *reads.shape[1:], dtype=weights.dtype)
         d_reads[H, :S].zero_()
         dc = grad_states.new_zeros(hd, n)
-        weights_t = weights.T.contiguous()  # read row by row in the loop's products
 
         def moved_back(r: int) -> torch.Tensor:
             # the gradient of h_{r-1} from row r's k state taps: tap t of column p read h of
@@ -427,15 +429,14 @@ class _RowRecurrence(torch.autograd.Function):
             torch.mul(dh, factors[1, r], out=grad_gates[r, 0])
             torch.mul(factors[2:, r], dc, out=grad_gates[r, 1:])
             dc.mul_(f[r])
-            torch.mm(weights_t, grad_gates[r].view(4 * hd, n), out=d_reads[r])
-            d_reads[r, :S].view(k, hd + 1, n).mul_(
-                inside[:, None]
-            )  # what read past an edge: no h's
+            torch.mm(weights.T, grad_gates[r].view(4 * hd, n), out=d_reads[r])
+            # what a tap read past its image's edge came from no h of this image
+            d_reads[r, :S].view(k, hd + 1, n).mul_(inside[:, None])
         # the inputs' gradient: input tap t of row r, column q read the map at t + c N + r n + q
         d_inputs = d_reads.new_zeros(C * N + pad)
         for t in range(taps):
             rows = d_reads[:H, S + t * C : S + (t + 1) * C].transpose(0, 1)  # (C, H, n)
-            d_inputs[t : t + C * N].view(C, H, n).addcmul_(rows, inside_inputs[t])
+            d_inputs[t : t + C * N].view(C, H, n).addcmul_(rows, inside[t])
         grad = grad_gates.view(H, 4 * hd, n)
         d_offset = grad if ctx.needs_input_grad[1] else None  # (H, 4h, n): the conditioning's
         d_matrix = torch.bmm(grad, reads.transpose(1, 2)).sum(0, dtype=dc.dtype)

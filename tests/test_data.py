@@ -470,9 +470,8 @@ def test_shown_source_names_a_folder_without_where_it_lies(tmp_path, monkeypatch
     assert shown_source(tmp_path / "my images") == "image folder 'my images'"
     monkeypatch.chdir(tmp_path)
     (tmp_path / "photos").mkdir()
-    assert (
-        shown_source("photos") == "image folder 'photos'"
-    )  # a folder, though it looks like a name
+    # a folder, though it looks like a name
+    assert shown_source("photos") == "image folder 'photos'"
 
 
 def test_unwritable_cache_only_costs_time(tmp_path, monkeypatch):
