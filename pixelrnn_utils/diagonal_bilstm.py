@@ -210,10 +210,10 @@ class DiagonalBiLSTM(nn.Module):
     def shift_down(self, right: torch.Tensor) -> torch.Tensor:
         """The right map shifted down one row; row 0 gets the state above row 0 (0 or ``h0``)."""
         if self.right.h0 is None:
-            return F.pad(right, (0, 0, 1, 0))[:, :, :-1]
+            return F.pad(right, (0, 0, 1, 0)).narrow(2, 0, right.shape[2])
         B, _, _, W = right.shape
         top = self.right.h0.to(right.dtype)[None, :, None, None].expand(B, -1, 1, W)
-        return torch.cat([top, right[:, :, :-1]], dim=2)
+        return torch.cat([top, right.narrow(2, 0, right.shape[2] - 1)], dim=2)
 
     def right_map(
         self, x: torch.Tensor, image: torch.Tensor, bias: torch.Tensor | None = None
@@ -353,14 +353,18 @@ def _image_in_skewed(
     buffer: torch.Tensor, height: int, width: int, column: int = 0, row: int = 0
 ) -> torch.Tensor:
     """The view ``(height, width, ...)`` of a skewed buffer ``(columns, rows, ...)``: pixel (r, j)
-    is at column r + j + ``column``, row r + ``row``. ``buffer`` is a whole tensor (not a view
-    into another; slice the view this returns instead), so that its storage starts at its first
-    element: ``torch.compile`` cannot read a tensor's storage offset.
+    is at column r + j + ``column``, row r + ``row``. ``buffer`` is a whole, contiguous tensor
+    (not a view into another; slice the view this returns instead), so that its storage starts
+    at its first element: ``torch.compile`` cannot read a tensor's storage offset.
 
     Moving one row down moves one column right as well, so the row stride is the buffer's row
     stride plus its column stride.
     """
-    s_column, s_row, *rest = buffer.stride()
+    # a whole tensor's strides, from its shape (torch.compile in PyTorch 2.6 cannot read them)
+    strides = [1]
+    for size in reversed(buffer.shape[1:]):
+        strides.insert(0, strides[0] * size)
+    s_column, s_row, *rest = strides
     return buffer.as_strided(
         (height, width, *buffer.shape[2:]),
         (s_column + s_row, s_column, *rest),

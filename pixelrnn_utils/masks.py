@@ -107,7 +107,10 @@ class MaskedConv2d(nn.Conv2d):
             (top, left), (bottom, right) = live.min(0).values.tolist(), live.max(0).values.tolist()
         else:  # nothing visible at all (mask A, one colour group, 1 x 1): keep the full kernel
             top, left, bottom, right = 0, 0, ks[0] - 1, ks[1] - 1
-        self.live = (slice(top, bottom + 1), slice(left, right + 1))
+        # None: every tap is live (a 1 x 1 kernel); indexing it anyway costs a backward op in
+        # older PyTorch versions
+        trimmed = (top, left, bottom, right) != (0, 0, ks[0] - 1, ks[1] - 1)
+        self.live = (slice(top, bottom + 1), slice(left, right + 1)) if trimmed else None
         ph, pw = self.padding
         self.live_padding = (pw - left, right - pw, ph - top, bottom - ph)
 
@@ -117,7 +120,9 @@ class MaskedConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Same as ``conv2d(x, masked_weight(), padding=padding)``, computing only the live taps."""
-        weight = self.masked_weight()[:, :, self.live[0], self.live[1]]
+        weight = self.masked_weight()
+        if self.live is not None:
+            weight = weight[..., self.live[0], self.live[1]]
         if any(self.live_padding):
             x = F.pad(x, self.live_padding)
         return F.conv2d(x, weight, self.bias)

@@ -374,8 +374,10 @@ class _RowRecurrence(torch.autograd.Function):
         # result (traced, its ``out=`` becomes a copy) follows the first operand
         mask = h_init.new_empty(k, hd + 1, n).copy_(inside[:, None])  # in the state's dtype
         reads[:, -1] = 1  # what the bias multiplies
-        # hs[r + 1]: the states h of row r, flat, with ``pad`` zeros before and after
-        hs = h_init.new_zeros(H + 1, hd * n + 2 * pad)
+        # hs[r + 1]: the states h of row r, flat, with ``pad`` zeros before and after (the
+        # strides below are computed, not read: torch.compile in PyTorch 2.6 cannot read them)
+        row = hd * n + 2 * pad
+        hs = h_init.new_zeros(H + 1, row)
         hs[0, pad : pad + hd * n] = h_init.flatten()
         gates = reads.new_empty(G, n)
         acts = h_init.new_empty(H, 4, hd, n)  # sigmoid(o, f, i), tanh(g)
@@ -384,7 +386,7 @@ class _RowRecurrence(torch.autograd.Function):
         tanh_c = h_init.new_empty(H, hd, n)
         for r in range(H):
             # state tap t of feature j, column p: h of column p + t - pad, at j n + p + t in hs[r]
-            taps_r = hs.as_strided((k, hd + 1, n), (1, n, 1), r * hs.stride(0))
+            taps_r = hs.as_strided((k, hd + 1, n), (1, n, 1), r * row)
             torch.mul(mask, taps_r, out=reads[r, :S].view(k, hd + 1, n))
             if offset is None:
                 torch.mm(weights, reads[r], out=gates)
@@ -406,7 +408,7 @@ class _RowRecurrence(torch.autograd.Function):
         taps, C, N = ctx.sizes
         k = inside.shape[0]
         H, _, hd, n = acts.shape
-        pad, S = k // 2, k * (hd + 1)
+        pad, S, K = k // 2, k * (hd + 1), reads.shape[1]
         # the factors of the LSTM's derivatives, every row at once (see the class docstring)
         factors = lstm_derivative_factors(acts, tanh_c[:, None], cells[:H, None], dim=1)[:, :, 0]
         f = acts[:, 1]
@@ -419,7 +421,7 @@ class _RowRecurrence(torch.autograd.Function):
         def moved_back(r: int) -> torch.Tensor:
             # the gradient of h_{r-1} from row r's k state taps: tap t of column p read h of
             # column p + t - pad, so it is found at t (hd + 1) n + j n + p - t + pad in d_reads[r]
-            at = r * d_reads.stride(0) + pad
+            at = r * K * n + pad  # d_reads[r]'s first element is r K n on
             moved = d_reads.as_strided((k, hd, n), ((hd + 1) * n - 1, n, 1), at)
             return moved.sum(0, dtype=dc.dtype)
 

@@ -197,8 +197,11 @@ def fake_cuda(monkeypatch, capability: tuple[int, int] = (9, 0)) -> Iterator[_Ta
         "make_graphed_callables": lambda callables, sample_args, **kwargs: callables,
     }.items():
         monkeypatch.setattr(cuda, name, value)
-    # Adam asks the accelerator whether a CUDA graph is being captured: none is
-    monkeypatch.setattr(torch.optim.Optimizer, "_accelerator_graph_capture_health_check", _no_op)
+    # Adam asks the accelerator whether a CUDA graph is being captured: none is (the method's
+    # name before torch 2.5: _cuda_graph_capture_health_check)
+    for check in ("_accelerator_graph_capture_health_check", "_cuda_graph_capture_health_check"):
+        if hasattr(torch.optim.Optimizer, check):
+            monkeypatch.setattr(torch.optim.Optimizer, check, _no_op)
     monkeypatch.setattr(torch, "set_rng_state", set_rng_state)
     monkeypatch.setattr(torch, "load", load)
     monkeypatch.setattr(torch.utils.data._utils.pin_memory, "pin_memory", lambda data, *a: data)
