@@ -100,3 +100,13 @@ def test_solution_cells_are_stored_without_outputs(path):
     assert solutions, f"{path.name}: no cell tagged solution"
     for cell in solutions:
         assert cell["outputs"] == [], f"{path.name}: a solution cell shows its output"
+
+
+def test_setup_cells_name_the_package_s_torch_floor():
+    """A setup cell's promise that Colab's torch is kept names the floor pyproject.toml sets."""
+    pyproject = (NOTEBOOKS[0].parent.parent / "pyproject.toml").read_text()
+    floor = re.search(r'^\s*"torch>=([\d.]+)"', pyproject, re.M)
+    assert floor, "pyproject.toml has no torch>= dependency"
+    for path in NOTEBOOKS:
+        setup = "".join(json.loads(path.read_text())["cells"][2]["source"])
+        assert re.findall(r"torch>=([\d.]+)", setup) == [floor.group(1)], path.name
