@@ -20,7 +20,9 @@ from pathlib import Path
 
 
 def _display_stub() -> None:
-    """``IPython.display`` where IPython is not installed: Markdown and display print text."""
+    """``IPython.display`` where IPython is not installed: Markdown and display print text.
+    matplotlib looks at an ``IPython`` module it finds loaded (its ``version_info``, and
+    ``get_ipython()``, which answers None here, as outside IPython)."""
     try:
         import IPython.display  # noqa: F401
     except ImportError:
@@ -37,6 +39,8 @@ def _display_stub() -> None:
         display.display = lambda *objs, **kwargs: [print(repr(o)) for o in objs]
         package = types.ModuleType("IPython")
         package.display = display
+        package.version_info = (0, 0, 0)
+        package.get_ipython = lambda: None
         sys.modules.update({"IPython": package, "IPython.display": display})
 
 
