@@ -107,8 +107,8 @@ class MaskedConv2d(nn.Conv2d):
             (top, left), (bottom, right) = live.min(0).values.tolist(), live.max(0).values.tolist()
         else:  # nothing visible at all (mask A, one colour group, 1 x 1): keep the full kernel
             top, left, bottom, right = 0, 0, ks[0] - 1, ks[1] - 1
-        # None: every tap is live (a 1 x 1 kernel); indexing it anyway costs a backward op in
-        # older PyTorch versions
+        # None: every tap is live (a 1 x 1 kernel); indexing it anyway would cost a backward
+        # op of its own in PyTorch 2.8
         trimmed = (top, left, bottom, right) != (0, 0, ks[0] - 1, ks[1] - 1)
         self.live = (slice(top, bottom + 1), slice(left, right + 1)) if trimmed else None
         ph, pw = self.padding
