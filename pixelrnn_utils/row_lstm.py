@@ -323,13 +323,13 @@ class _RowRecurrence(torch.autograd.Function):
     ``(H, 4h, n)``: what every row's gates add (the conditioning; n = B x W columns), or None;
     ``matrix`` ``(4h, k (h + 1) + k' C + 1)``: the state-to-state kernel (tap-major, each tap
     followed by a zero column), the input-to-state kernel (tap-major), then the bias;
-    ``h_init``, ``c_init`` ``(h, n)``: the
-    states of row -1; ``inside``: the mask of :func:`_inside` for the k taps (the input's
-    ``taps`` = k' are its first k'). ``reads[r]`` stacks what row r's product reads: the k
-    shifted copies of the states of row r - 1 (each h + 1 rows: the last one, whatever the view
-    reads there, meets the zero column), then the k' shifted copies of row r's inputs
-    (laid out for every row at once, before the loop) and a row of ones, each copy zero where it
-    would read past its image's edge. Forward, row r, for every image and column at once:
+    ``h_init``, ``c_init`` ``(h, n)``: the states of row -1; ``inside``: the mask of
+    :func:`_inside` for the k taps (the input's ``taps`` = k' are its first k').
+    ``reads[r]`` stacks what row r's product reads: the k shifted copies of the states of row
+    r - 1 (each h + 1 rows: the last one, whatever the view reads there, meets the zero
+    column), then the k' shifted copies of row r's inputs (laid out for every row at once,
+    before the loop) and a row of ones, each copy zero where it would read past its image's
+    edge. Forward, row r, for every image and column at once:
 
         gates = offset[r] + matrix @ reads[r]
         o, f, i = sigmoid(gates[:3h]);  g = tanh(gates[3h:])
